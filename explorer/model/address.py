@@ -1,0 +1,83 @@
+"""PCI addresses: domain, bus, device, function.
+
+Always printed with the domain, in lowercase hex: ``0000:00:1f.3``.  VMD domains
+(``0x10000`` and up) print with five or more digits, as the kernel's ``%04x`` does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import total_ordering
+
+_BDF_RE = re.compile(
+    r"^(?:(?P<domain>[0-9a-fA-F]{1,8}):)?(?P<bus>[0-9a-fA-F]{1,2}):(?P<dev>[0-9a-fA-F]{1,2})\.(?P<fn>[0-7])$"
+)
+
+
+class AddressError(ValueError):
+    """A string that is not a PCI address."""
+
+
+@total_ordering
+@dataclass(frozen=True, slots=True)
+class Address:
+    domain: int
+    bus: int
+    device: int
+    function: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.domain <= 0xFFFFFFFF:
+            raise AddressError(f"domain {self.domain:#x} out of range")
+        if not 0 <= self.bus <= 0xFF:
+            raise AddressError(f"bus {self.bus:#x} out of range")
+        if not 0 <= self.device <= 0x1F:
+            raise AddressError(f"device {self.device:#x} out of range (0-1f)")
+        if not 0 <= self.function <= 7:
+            raise AddressError(f"function {self.function} out of range (0-7)")
+
+    @classmethod
+    def parse(cls, text: str) -> "Address":
+        """Parse ``[dddd:]bb:dd.f``; a missing domain means domain 0."""
+        m = _BDF_RE.match(text.strip())
+        if not m:
+            raise AddressError(f"not a PCI address: {text!r} (expected [dddd:]bb:dd.f)")
+        dom = m.group("domain")
+        return cls(
+            int(dom, 16) if dom else 0,
+            int(m.group("bus"), 16),
+            int(m.group("dev"), 16),
+            int(m.group("fn")),
+        )
+
+    @classmethod
+    def from_rid(cls, domain: int, bus: int, devfn: int) -> "Address":
+        return cls(domain, bus, devfn >> 3, devfn & 7)
+
+    @property
+    def devfn(self) -> int:
+        return (self.device << 3) | self.function
+
+    @property
+    def slot(self) -> tuple[int, int, int]:
+        """(domain, bus, device): the functions of one slot share it."""
+        return (self.domain, self.bus, self.device)
+
+    def _key(self) -> tuple[int, int, int, int]:
+        return (self.domain, self.bus, self.device, self.function)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Address):
+            return NotImplemented
+        return self._key() < other._key()
+
+    def __str__(self) -> str:
+        return f"{self.domain:04x}:{self.bus:02x}:{self.device:02x}.{self.function:x}"
+
+    def __repr__(self) -> str:
+        return f"Address('{self}')"
+
+
+def is_address(text: str) -> bool:
+    return bool(_BDF_RE.match(text.strip()))

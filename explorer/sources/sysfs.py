@@ -1,0 +1,577 @@
+"""Load a topology from a sysfs tree: the live ``/`` or an unpacked snapshot.
+
+Read only: this module opens files for reading and follows links by string
+arithmetic inside ``root``; it never writes, and never resolves a link to a
+place outside ``root``.
+
+What it reads (and so what ``snapshot`` stores), relative to ``root``:
+``sys/bus/pci/devices/*`` and the device directories they link to under
+``sys/devices/pci*``, ``sys/bus/pci/slots/*/address``, ``sys/kernel/iommu_groups``,
+``proc/iomem``, ``proc/ioports``, ``proc/cmdline``, the kernel release, and
+(snapshots only) ``dmesg.txt`` for the root buses' bus ranges.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from ..model import (
+    ABSENT,
+    Address,
+    Bar,
+    BarKind,
+    BridgeInfo,
+    Capabilities,
+    Function,
+    HostBridge,
+    LinkInfo,
+    PcieType,
+    SlotInfo,
+    SourceInfo,
+    SriovCap,
+    Topology,
+    Window,
+    WindowKind,
+    is_address,
+    present,
+)
+from .config import decode_config
+from .errors import SourceError
+
+# include/linux/ioport.h
+IORESOURCE_IO = 0x100
+IORESOURCE_MEM = 0x200
+IORESOURCE_PREFETCH = 0x2000
+IORESOURCE_MEM_64 = 0x100000
+IORESOURCE_DISABLED = 0x10000000
+IORESOURCE_UNSET = 0x20000000
+
+#: Per-device attributes read (besides the links ``driver``, ``iommu_group``, ``physfn``,
+#: ``virtfn*`` and ``domain``). ``snapshot`` stores exactly these.
+DEVICE_FILES = (
+    "vendor", "device", "subsystem_vendor", "subsystem_device", "class", "revision", "config",
+    "resource", "driver_override", "numa_node", "boot_vga", "reset_method",
+    "secondary_bus_number", "subordinate_bus_number", "current_link_speed", "current_link_width",
+    "max_link_speed", "max_link_width", "removable", "sriov_totalvfs", "sriov_numvfs",
+    "sriov_offset", "sriov_stride", "sriov_vf_device", "sriov_drivers_autoprobe",
+)
+DEVICE_LINKS = ("driver", "iommu_group", "physfn", "domain")
+
+_HOSTBRIDGE_RE = re.compile(r"^pci([0-9a-f]{4,8}):([0-9a-f]{2})$")
+_IOMEM_RE = re.compile(r"^(\s*)([0-9a-fA-F]+)-([0-9a-fA-F]+) : (.*)$")
+_ROOT_BUS_RE = re.compile(r"pci_bus ([0-9a-f]{4,8}):([0-9a-f]{2}): root bus resource \[bus ([0-9a-f]{2})-([0-9a-f]{2})\]")
+
+
+def has_pci(root: str | Path) -> bool:
+    d = Path(root) / "sys/bus/pci/devices"
+    try:
+        return any(is_address(e.name) for e in os.scandir(d))
+    except OSError:
+        return False
+
+
+class _Root:
+    """Path helpers that keep every lookup inside ``root``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = os.path.abspath(str(root))
+
+    def abs(self, rel: str) -> str:
+        return os.path.join(self.root, rel.lstrip("/"))
+
+    def resolve_link(self, rel_link: str) -> str | None:
+        """Resolve a link (relative to root) to a root-relative path, following chains."""
+        cur = rel_link.lstrip("/")
+        for _ in range(16):
+            p = self.abs(cur)
+            try:
+                target = os.readlink(p)
+            except OSError:
+                return cur if os.path.exists(p) else None
+            if target.startswith("/"):
+                nxt = posixpath.normpath(target.lstrip("/"))
+            else:
+                nxt = posixpath.normpath(posixpath.join(posixpath.dirname(cur), target))
+            if nxt.startswith("..") or nxt == "..":
+                return None
+            cur = nxt
+        return None
+
+    def link_name(self, rel_link: str) -> str | None:
+        try:
+            return posixpath.basename(os.readlink(self.abs(rel_link)).rstrip("/"))
+        except OSError:
+            return None
+
+    def read_text(self, rel: str) -> str | None:
+        try:
+            with open(self.abs(rel), "rb") as f:
+                return f.read().decode("utf-8", "replace").strip()
+        except OSError:
+            return None
+
+    def read_bytes(self, rel: str) -> tuple[bytes, int] | None:
+        p = self.abs(rel)
+        try:
+            size = os.path.getsize(p)
+            with open(p, "rb") as f:
+                return f.read(), size
+        except OSError:
+            return None
+
+
+def _int(text: str | None, base: int = 0) -> int | None:
+    if text is None or text == "":
+        return None
+    try:
+        return int(text, base)
+    except ValueError:
+        return None
+
+
+def _speed(text: str | None) -> str | None:
+    if not text or text.lower().startswith("unknown"):
+        return None
+    return text.replace(" PCIe", "").strip()
+
+
+def parse_resource(text: str) -> tuple[list[tuple[int, int, int]], str | None]:
+    """Parse a sysfs ``resource`` file into (start, end, flags) lines."""
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3:
+            return rows, f"line {n}: expected 3 fields"
+        try:
+            rows.append((int(parts[0], 16), int(parts[1], 16), int(parts[2], 16)))
+        except ValueError:
+            return rows, f"line {n}: not hex"
+    return rows, None
+
+
+def _kind_from_flags(flags: int) -> BarKind | None:
+    if flags & IORESOURCE_IO:
+        return BarKind.IO
+    if flags & IORESOURCE_MEM:
+        return BarKind.of(False, bool(flags & IORESOURCE_MEM_64), bool(flags & IORESOURCE_PREFETCH))
+    return None
+
+
+def _bar_from_row(index: int, row: tuple[int, int, int]) -> Bar | None:
+    start, end, flags = row
+    kind = _kind_from_flags(flags)
+    if kind is None:
+        return None
+    if start == 0 and end == 0:
+        return Bar(index, kind, None, None, unassigned=True)
+    size = end - start + 1
+    unset = bool(flags & IORESOURCE_UNSET) or start == 0
+    return Bar(index, kind, None if unset else start, size, unassigned=unset, disabled=bool(flags & IORESOURCE_DISABLED) or None)
+
+
+def _window_from_row(kind: WindowKind, row: tuple[int, int, int]) -> Window | object:
+    start, end, flags = row
+    if flags == 0 or (start == 0 and end == 0) or flags & (IORESOURCE_UNSET | IORESOURCE_DISABLED) or end < start:
+        return ABSENT
+    is64 = bool(flags & IORESOURCE_MEM_64) if kind is WindowKind.PREF else (False if kind is WindowKind.MEM else None)
+    return Window(kind, start, end, is64)
+
+
+def _layout(nrows: int) -> tuple[range | None, int | None]:
+    """(IOV BAR indices, first bridge window index) for a resource file of n lines."""
+    if nrows >= 17:
+        return range(7, 13), 13
+    if nrows == 13:
+        return range(7, 13), None
+    if nrows == 11:
+        return None, 7
+    return None, None
+
+
+def _read_iomem(r: _Root, rel: str, kind: WindowKind) -> tuple[dict[tuple[int, int], list[Window]], bool]:
+    """Top-level ``PCI Bus dddd:bb`` ranges: the host bridges' windows."""
+    text = r.read_text(rel)
+    out: dict[tuple[int, int], list[Window]] = {}
+    if text is None:
+        return out, False
+    zeroed = True
+    stack: list[tuple[int, str]] = []
+    for line in text.splitlines():
+        m = _IOMEM_RE.match(line)
+        if not m:
+            continue
+        depth = len(m.group(1)) // 2
+        start, end, name = int(m.group(2), 16), int(m.group(3), 16), m.group(4).strip()
+        if start or end:
+            zeroed = False
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        inside = [n for _, n in stack]
+        stack.append((depth, name))
+        if not name.startswith("PCI Bus "):
+            continue
+        if any(n.startswith("PCI Bus ") or n.startswith("PCI ECAM") or n.startswith("PCI MMCONFIG") for n in inside):
+            continue
+        bus = name[len("PCI Bus "):]
+        try:
+            dom_s, bus_s = bus.split(":")
+            key = (int(dom_s, 16), int(bus_s, 16))
+        except ValueError:
+            continue
+        out.setdefault(key, []).append(Window(kind, start, end, None))
+    return out, not zeroed
+
+
+def kernel_release(r: _Root) -> str | None:
+    rel = r.read_text("proc/sys/kernel/osrelease")
+    if rel:
+        return rel
+    uname = r.read_text("meta/uname.txt")
+    if uname:
+        parts = uname.split()
+        if len(parts) >= 3:
+            return parts[2]
+    version = r.read_text("proc/version")
+    if version:
+        parts = version.split()
+        if len(parts) >= 3:
+            return parts[2]
+    return None
+
+
+def _version_at_least(release: str | None, want: tuple[int, int]) -> bool | None:
+    if not release:
+        return None
+    m = re.match(r"(\d+)\.(\d+)", release)
+    if not m:
+        return None
+    return (int(m.group(1)), int(m.group(2))) >= want
+
+
+def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | None = None) -> Topology:
+    """Read the PCI tree under ``root`` (a directory holding ``sys/``)."""
+    r = _Root(root)
+    devdir = "sys/bus/pci/devices"
+    try:
+        names = sorted(e.name for e in os.scandir(r.abs(devdir)))
+    except OSError as e:
+        raise SourceError(f"no PCI device list here ({e.strerror or e})", path=r.abs(devdir)) from None
+    names = [n for n in names if is_address(n)]
+    release = kernel_release(r)
+    removable_known = _version_at_least(release, (5, 13))
+    groups_dir = r.abs("sys/kernel/iommu_groups")
+    groups_exist = os.path.isdir(groups_dir)
+    try:
+        group_labels = sorted(os.listdir(groups_dir)) if groups_exist else []
+    except OSError:
+        group_labels = []
+    slots_exist = os.path.isdir(r.abs("sys/bus/pci/slots"))
+    slot_names = _read_slots(r)
+    warnings: list[str] = []
+
+    functions: list[Function] = []
+    host_bridges: dict[tuple[int, int], Address | None] = {}
+    for name in names:
+        addr = Address.parse(name)
+        rel = r.resolve_link(f"{devdir}/{name}")
+        if rel is None:
+            warnings.append(f"{devdir}/{name}: link leads nowhere inside the tree; skipped")
+            continue
+        fn, hb = _load_function(r, addr, rel, groups_exist, removable_known, slots_exist, slot_names, warnings)
+        functions.append(fn)
+        if hb is not None:
+            host_bridges.setdefault(hb[0], hb[1])
+
+    # Host bridges named as directories under sys/devices (also ones with no function yet).
+    try:
+        for e in os.scandir(r.abs("sys/devices")):
+            m = _HOSTBRIDGE_RE.match(e.name)
+            if m:
+                host_bridges.setdefault((int(m.group(1), 16), int(m.group(2), 16)), None)
+    except OSError:
+        pass
+
+    mem, mem_ok = _read_iomem(r, "proc/iomem", WindowKind.MEM)
+    io, io_ok = _read_iomem(r, "proc/ioports", WindowKind.IO)
+    if r.read_text("proc/iomem") is not None and not mem_ok:
+        warnings.append("proc/iomem shows only zero addresses (not read as root): host bridge windows unknown")
+    bus_ranges = _root_bus_ranges(r)
+    hbs = []
+    for (dom, bus), owner in sorted(host_bridges.items()):
+        windows: tuple[Window, ...] | None = None
+        if owner is None and (mem_ok or io_ok):
+            windows = tuple(io.get((dom, bus), [])) + tuple(mem.get((dom, bus), []))
+        hbs.append(HostBridge(dom, bus, bus_ranges.get((dom, bus)), windows, owner))
+
+    group_types = []
+    for label in group_labels:
+        t = r.read_text(f"sys/kernel/iommu_groups/{label}/type")
+        if t:
+            group_types.append((label, t))
+    source = SourceInfo(
+        kind=kind,
+        location=location or r.root,
+        kernel_release=release,
+        kernel_cmdline=r.read_text("proc/cmdline"),
+        iommu_present=(bool(group_labels) if groups_exist else None),
+        group_types=tuple(group_types),
+        warnings=tuple(warnings),
+    )
+    return Topology.build(functions, hbs, source)
+
+
+def _read_slots(r: _Root) -> dict[tuple[int, int, int], str]:
+    out: dict[tuple[int, int, int], str] = {}
+    base = r.abs("sys/bus/pci/slots")
+    try:
+        entries = sorted(os.listdir(base))
+    except OSError:
+        return out
+    for name in entries:
+        addr = r.read_text(f"sys/bus/pci/slots/{name}/address")
+        if not addr:
+            continue
+        parts = addr.split(":")
+        if len(parts) != 3:
+            continue  # placeholder slot: dddd:bb only
+        try:
+            out.setdefault((int(parts[0], 16), int(parts[1], 16), int(parts[2], 16)), name)
+        except ValueError:
+            continue
+    return out
+
+
+def _root_bus_ranges(r: _Root) -> dict[tuple[int, int], tuple[int, int]]:
+    text = r.read_text("dmesg.txt")
+    out: dict[tuple[int, int], tuple[int, int]] = {}
+    if not text:
+        return out
+    for m in _ROOT_BUS_RE.finditer(text):
+        out[(int(m.group(1), 16), int(m.group(2), 16))] = (int(m.group(3), 16), int(m.group(4), 16))
+    return out
+
+
+def _load_function(
+    r: _Root,
+    addr: Address,
+    rel: str,
+    groups_exist: bool,
+    removable_known: bool | None,
+    slots_exist: bool,
+    slot_names: dict[tuple[int, int, int], str],
+    warnings: list[str],
+) -> tuple[Function, tuple[tuple[int, int], Address | None] | None]:
+    try:
+        present_files = {e.name for e in os.scandir(r.abs(rel))}
+    except OSError:
+        present_files = set()
+
+    def text(name: str) -> str | None:
+        return r.read_text(f"{rel}/{name}") if name in present_files else None
+
+    parent_dir = posixpath.basename(posixpath.dirname(rel))
+    parent: Address | None = None
+    hb_key: tuple[tuple[int, int], Address | None] | None = None
+    if is_address(parent_dir):
+        parent = Address.parse(parent_dir)
+    else:
+        m = _HOSTBRIDGE_RE.match(parent_dir)
+        if m:
+            owner_dir = posixpath.basename(posixpath.dirname(posixpath.dirname(rel)))
+            owner = Address.parse(owner_dir) if is_address(owner_dir) else None
+            hb_key = ((int(m.group(1), 16), int(m.group(2), 16)), owner)
+
+    cfg_raw = r.read_bytes(f"{rel}/config") if "config" in present_files else None
+    facts = decode_config(cfg_raw[0], cfg_raw[1]) if cfg_raw else None
+    if facts:
+        for w in facts.warnings:
+            warnings.append(f"{addr}: {w}")
+
+    class_code = _int(text("class"), 16)
+    vendor = _int(text("vendor"), 16)
+    device = _int(text("device"), 16)
+    header_type = facts.header_type if facts else None
+    multifunction = facts.multifunction if facts else None
+
+    # BARs, ROM, IOV BARs and windows from the kernel's resource file.
+    bars: list[Bar] | None = None
+    rom = None
+    vf_bars: list[Bar] | None = None
+    windows: dict[WindowKind, object] = {}
+    res_text = text("resource")
+    if res_text is not None:
+        rows, err = parse_resource(res_text)
+        if err:
+            warnings.append(f"{addr}: resource {err}")
+        iov_range, win_first = _layout(len(rows))
+        bars = []
+        nbars = 6 if header_type in (0, None) else 2
+        for i in range(min(6, len(rows))):
+            b = _bar_from_row(i, rows[i])
+            if b is not None and i < nbars:
+                bars.append(b)
+        if len(rows) > 6:
+            rb = _bar_from_row(6, rows[6])
+            rom = rb if rb is not None else ABSENT
+        if iov_range is not None:
+            vf_bars = []
+            for n, i in enumerate(iov_range):
+                if i < len(rows):
+                    b = _bar_from_row(n, rows[i])
+                    if b is not None:
+                        vf_bars.append(b)
+        if win_first is not None and len(rows) >= win_first + 3:
+            windows = {
+                WindowKind.IO: _window_from_row(WindowKind.IO, rows[win_first]),
+                WindowKind.MEM: _window_from_row(WindowKind.MEM, rows[win_first + 1]),
+                WindowKind.PREF: _window_from_row(WindowKind.PREF, rows[win_first + 2]),
+            }
+    # BARs the hardware has but the kernel holds no range for (failed assignment).
+    if facts is not None and bars is not None:
+        have = {b.index for b in bars}
+        for raw in facts.bars:
+            if raw.index not in have:
+                bars.append(Bar(raw.index, raw.kind, None, None, unassigned=True))
+        bars.sort(key=lambda b: b.index)
+    if facts is not None and vf_bars is not None:
+        have = {b.index for b in vf_bars}
+        for raw in facts.vf_bars:
+            if raw.index not in have:
+                vf_bars.append(Bar(raw.index, raw.kind, None, None, unassigned=True))
+        vf_bars.sort(key=lambda b: b.index)
+
+    # SR-IOV: config gives the capability; sysfs gives the kernel's counts.
+    caps = facts.caps if facts else Capabilities()
+    if "sriov_totalvfs" in present_files:
+        base = caps.sriov if present(caps.sriov) else SriovCap()
+        sr = replace(
+            base,  # type: ignore[arg-type]
+            driver_total_vfs=_int(text("sriov_totalvfs"), 10),
+            num_vfs=_int(text("sriov_numvfs"), 10) if "sriov_numvfs" in present_files else base.num_vfs,  # type: ignore[union-attr]
+            vf_offset=_int(text("sriov_offset"), 10) if "sriov_offset" in present_files else base.vf_offset,  # type: ignore[union-attr]
+            vf_stride=_int(text("sriov_stride"), 10) if "sriov_stride" in present_files else base.vf_stride,  # type: ignore[union-attr]
+            vf_device=_int(text("sriov_vf_device"), 16) if "sriov_vf_device" in present_files else base.vf_device,  # type: ignore[union-attr]
+            drivers_autoprobe=(text("sriov_drivers_autoprobe") == "1") if "sriov_drivers_autoprobe" in present_files else None,
+        )
+        if sr.total_vfs is None:
+            sr = replace(sr, total_vfs=sr.driver_total_vfs)
+        caps = replace(caps, sriov=sr)
+
+    bridge: object = None
+    is_bridge_hdr = header_type == 1 or ("secondary_bus_number" in present_files)
+    if is_bridge_hdr:
+        sec = _int(text("secondary_bus_number"), 10)
+        sub = _int(text("subordinate_bus_number"), 10)
+        cfg_br = facts.bridge if facts else None
+        bridge = BridgeInfo(
+            primary=cfg_br.primary if cfg_br else None,
+            secondary=sec if sec is not None else (cfg_br.secondary if cfg_br else None),
+            subordinate=sub if sub is not None else (cfg_br.subordinate if cfg_br else None),
+            io_window=windows.get(WindowKind.IO, cfg_br.io_window if cfg_br else None),  # type: ignore[arg-type]
+            mem_window=windows.get(WindowKind.MEM, cfg_br.mem_window if cfg_br else None),  # type: ignore[arg-type]
+            pref_window=windows.get(WindowKind.PREF, cfg_br.pref_window if cfg_br else None),  # type: ignore[arg-type]
+        )
+    elif header_type is not None:
+        bridge = ABSENT
+
+    # Link
+    link = None
+    if {"current_link_speed", "max_link_speed"} & present_files:
+        link = LinkInfo(
+            current_speed=_speed(text("current_link_speed")),
+            current_width=_int(text("current_link_width"), 10),
+            max_speed=_speed(text("max_link_speed")),
+            max_width=_int(text("max_link_width"), 10),
+        )
+    elif facts is not None and facts.link is not None:
+        link = facts.link
+
+    # Slot
+    phys = slot_names.get(addr.slot)
+    slot: object = None
+    pcie_type = facts.pcie_type if facts else None
+    if facts is not None and facts.slot_implemented:
+        slot = SlotInfo(physical_slot=phys, number=facts.slot_number, hotplug=facts.slot_hotplug, surprise=facts.slot_surprise)
+    elif phys is not None:
+        slot = SlotInfo(physical_slot=phys)
+    elif facts is not None and facts.pcie_type is not None and slots_exist:
+        slot = ABSENT
+
+    # Driver, group, VF links
+    driver_name = r.link_name(f"{rel}/driver") if "driver" in present_files else None
+    driver = driver_name if driver_name else ABSENT
+    override = text("driver_override")
+    override_v: object = None
+    if override is not None:
+        override_v = ABSENT if override in ("(null)", "") else override
+    group_name = r.link_name(f"{rel}/iommu_group") if "iommu_group" in present_files else None
+    group: object = group_name if group_name else (ABSENT if groups_exist else None)
+    physfn_name = r.link_name(f"{rel}/physfn") if "physfn" in present_files else None
+    physfn = Address.parse(physfn_name) if physfn_name and is_address(physfn_name) else None
+    virtfns = []
+    for f in sorted(present_files):
+        if f.startswith("virtfn") and f[6:].isdigit():
+            vn = r.link_name(f"{rel}/{f}")
+            if vn and is_address(vn):
+                virtfns.append((int(f[6:]), Address.parse(vn)))
+    virtfns.sort()
+    vmd_domain = None
+    if "domain" in present_files:
+        dn = r.link_name(f"{rel}/domain")
+        m = _HOSTBRIDGE_RE.match(dn or "")
+        if m:
+            vmd_domain = int(m.group(1), 16)
+
+    boot_vga: bool | None = None
+    if "boot_vga" in present_files:
+        boot_vga = text("boot_vga") == "1"
+    elif class_code is not None and (class_code >> 8) != 0x0300:
+        boot_vga = False
+    reset = text("reset_method")
+    removable: bool | None
+    if "removable" in present_files:
+        removable = text("removable") == "removable"
+    else:
+        removable = False if removable_known else None
+    numa = _int(text("numa_node"), 10)
+
+    fn = Function(
+        address=addr,
+        parent=parent,
+        vendor_id=vendor if vendor is not None else (facts.vendor_id if facts else None),
+        device_id=device if device is not None else (facts.device_id if facts else None),
+        subsystem_vendor_id=_int(text("subsystem_vendor"), 16) if "subsystem_vendor" in present_files else (facts.subsystem_vendor_id if facts else None),
+        subsystem_device_id=_int(text("subsystem_device"), 16) if "subsystem_device" in present_files else (facts.subsystem_device_id if facts else None),
+        class_code=class_code if class_code is not None else (facts.class_code if facts else None),
+        revision=_int(text("revision"), 16) if "revision" in present_files else (facts.revision if facts else None),
+        header_type=header_type,
+        multifunction=multifunction,
+        pcie_type=pcie_type,
+        config_size=len(cfg_raw[0]) if cfg_raw else None,
+        bars=tuple(bars) if bars is not None else None,
+        rom=rom,  # type: ignore[arg-type]
+        vf_bars=tuple(vf_bars) if vf_bars is not None else (() if present_files and facts and caps.sriov is ABSENT else None),
+        bridge=bridge,  # type: ignore[arg-type]
+        caps=caps,
+        slot=slot,  # type: ignore[arg-type]
+        link=link,
+        driver=driver,  # type: ignore[arg-type]
+        driver_override=override_v,  # type: ignore[arg-type]
+        iommu_group=group,  # type: ignore[arg-type]
+        numa_node=numa,
+        physfn=physfn,
+        virtfns=tuple(a for _, a in virtfns),
+        is_virtfn=physfn is not None,
+        boot_vga=boot_vga,
+        reset_methods=tuple(reset.split()) if reset else (None if "reset_method" not in present_files else ()),
+        external_facing=None,
+        removable=removable,
+        vmd_domain=vmd_domain,
+    )
+    return fn, hb_key

@@ -1,0 +1,36 @@
+"""Shared fixtures: the real-kernel captures, unpacked once per session."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+QEMU = FIXTURES / "qemu"
+LSPCI = FIXTURES / "lspci"
+PCIUTILS = FIXTURES / "pciutils"
+
+
+def capture_names() -> list[str]:
+    """Every capture tarball name (without .tar.gz), pre-hot-add states included."""
+    return sorted(p.name[: -len(".tar.gz")] for p in QEMU.glob("*.tar.gz"))
+
+
+@pytest.fixture(scope="session")
+def unpacked(tmp_path_factory):
+    """unpacked(name) -> directory holding that capture's sys/ and proc/."""
+    base = tmp_path_factory.mktemp("captures")
+    cache: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            dest = base / name
+            dest.mkdir()
+            with tarfile.open(QEMU / f"{name}.tar.gz") as tf:
+                tf.extractall(dest, filter="tar")
+            cache[name] = dest
+        return cache[name]
+
+    return get
