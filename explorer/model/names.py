@@ -222,7 +222,7 @@ def class_name(fn: Function) -> str | None:
 
 
 def short_name(fn: Function) -> str:
-    """A one-line description: device name, else class name, else IDs."""
+    """A one-line description: vendor and device names, else the class name."""
     dev = device_name(fn)
     ven = vendor_name(fn)
     if dev and ven:
@@ -232,6 +232,4 @@ def short_name(fn: Function) -> str:
     cls = class_name(fn) or "PCI function"
     if ven:
         return f"{ven} {cls}"
-    if fn.vendor_device:
-        return f"{cls} [{fn.vendor_device}]"
     return cls

@@ -1,1 +1,113 @@
-"""Layer: sources."""
+"""Layer 2: sources. Every source fills the one model (explorer.model).
+
+``load_source(spec)`` detects the kind of a SOURCE from its content:
+
+* no spec / ``/``          the live machine (sysfs under ``/``, read only)
+* a directory               a sysfs root (it holds ``sys/bus/pci/devices``)
+* a ``.tar.gz`` (by magic)  a snapshot taken with ``pci-explorer snapshot``
+* ``builtin:NAME``          ``topologies/NAME.yaml`` shipped with the tool
+* a text file               a YAML topology, or ``lspci -vvnn`` / ``lspci -xxxx`` output
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..model import Topology
+from .errors import SourceError
+
+__all__ = ["SourceError", "load_source", "detect_kind", "builtin_dir", "builtin_names", "live_root"]
+
+_SNIFF_BYTES = 64 * 1024
+
+
+def builtin_dir() -> Path:
+    """Where the bundled topologies live (installed package data, else the source tree)."""
+    pkg = Path(__file__).resolve().parent.parent
+    installed = pkg / "_topologies"
+    if installed.is_dir():
+        return installed
+    return pkg.parent / "topologies"
+
+
+def builtin_names() -> list[str]:
+    d = builtin_dir()
+    if not d.is_dir():
+        return []
+    return sorted(p.stem for p in d.glob("*.yaml"))
+
+
+def live_root() -> str:
+    """The root the live machine is read from (``PCI_EXPLORER_ROOT`` overrides ``/``)."""
+    return os.environ.get("PCI_EXPLORER_ROOT", "/")
+
+
+def detect_kind(spec: str) -> str:
+    """One of: sysfs, snapshot, builtin, yaml, lspci. Raises SourceError when unknown."""
+    if spec.startswith("builtin:"):
+        return "builtin"
+    p = Path(spec)
+    if p.is_dir():
+        if (p / "sys" / "bus" / "pci").exists():
+            return "sysfs"
+        raise SourceError("directory has no sys/bus/pci: not a sysfs root or unpacked snapshot", path=spec)
+    if not p.exists():
+        raise SourceError("no such file or directory", path=spec)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError as e:
+        raise SourceError(f"cannot read: {e.strerror or e}", path=spec) from None
+    if head[:2] == b"\x1f\x8b" or (len(head) > 262 and head[257:262] == b"ustar"):
+        return "snapshot"
+    if b"\x00" in head:
+        raise SourceError("binary file that is neither a snapshot (.tar.gz) nor text", path=spec)
+    text = head.decode("utf-8", "replace")
+    from .yaml_topology import looks_like_yaml_topology
+
+    if looks_like_yaml_topology(text):
+        return "yaml"
+    from .lspci import looks_like_lspci
+
+    if looks_like_lspci(text):
+        return "lspci"
+    raise SourceError(
+        "cannot tell what this is: expected a YAML topology, lspci -vvnn or lspci -xxxx output, "
+        "a snapshot .tar.gz or a sysfs directory",
+        path=spec,
+    )
+
+
+def load_source(spec: str | None = None) -> Topology:
+    """Load any SOURCE (see module doc). Raises SourceError with a one-line message."""
+    if spec is None or spec == "":
+        from .sysfs import load_sysfs
+
+        root = live_root()
+        return load_sysfs(root, kind="sysfs", location="this machine" if root == "/" else root)
+    kind = detect_kind(spec)
+    if kind == "builtin":
+        name = spec[len("builtin:"):]
+        path = builtin_dir() / f"{name}.yaml"
+        if not name or not path.is_file():
+            known = ", ".join(builtin_names()) or "none"
+            raise SourceError(f"no bundled topology {name!r} (bundled: {known})", path=spec)
+        from .yaml_topology import load_yaml
+
+        return load_yaml(path)
+    if kind == "sysfs":
+        from .sysfs import load_sysfs
+
+        return load_sysfs(spec, kind="sysfs", location=spec)
+    if kind == "snapshot":
+        from .snapshot import load_snapshot
+
+        return load_snapshot(spec)
+    if kind == "yaml":
+        from .yaml_topology import load_yaml
+
+        return load_yaml(spec)
+    from .lspci import load_lspci
+
+    return load_lspci(spec)

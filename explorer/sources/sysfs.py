@@ -421,11 +421,14 @@ def _load_function(
             rom = rb if rb is not None else ABSENT
         if iov_range is not None:
             vf_bars = []
+            # The IOV resource spans one VF BAR times TotalVFs (drivers/pci/iov.c sriov_init).
+            total = facts.caps.sriov.total_vfs if facts is not None and present(facts.caps.sriov) else None  # type: ignore[union-attr]
             for n, i in enumerate(iov_range):
                 if i < len(rows):
                     b = _bar_from_row(n, rows[i])
                     if b is not None:
-                        vf_bars.append(b)
+                        per_vf = b.size // total if b.size is not None and total else None
+                        vf_bars.append(replace(b, size=per_vf, total_size=b.size))
         if win_first is not None and len(rows) >= win_first + 3:
             windows = {
                 WindowKind.IO: _window_from_row(WindowKind.IO, rows[win_first]),
@@ -469,13 +472,16 @@ def _load_function(
         sec = _int(text("secondary_bus_number"), 10)
         sub = _int(text("subordinate_bus_number"), 10)
         cfg_br = facts.bridge if facts else None
+        # The kernel lists window rows only for a bridge with a subordinate bus; a bridge
+        # it left unconfigured forwards nothing, whatever stale values config space holds.
+        no_window = ABSENT if res_text is not None else None
         bridge = BridgeInfo(
             primary=cfg_br.primary if cfg_br else None,
             secondary=sec if sec is not None else (cfg_br.secondary if cfg_br else None),
             subordinate=sub if sub is not None else (cfg_br.subordinate if cfg_br else None),
-            io_window=windows.get(WindowKind.IO, cfg_br.io_window if cfg_br else None),  # type: ignore[arg-type]
-            mem_window=windows.get(WindowKind.MEM, cfg_br.mem_window if cfg_br else None),  # type: ignore[arg-type]
-            pref_window=windows.get(WindowKind.PREF, cfg_br.pref_window if cfg_br else None),  # type: ignore[arg-type]
+            io_window=windows.get(WindowKind.IO, no_window),  # type: ignore[arg-type]
+            mem_window=windows.get(WindowKind.MEM, no_window),  # type: ignore[arg-type]
+            pref_window=windows.get(WindowKind.PREF, no_window),  # type: ignore[arg-type]
         )
     elif header_type is not None:
         bridge = ABSENT

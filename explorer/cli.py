@@ -1,0 +1,215 @@
+"""The ``pci-explorer`` command: ties sources, kernel rules, plans, exports and the UI together.
+
+Exit codes: 0 success, 1 a check did not pass (e.g. a device not found), 2 bad input
+or arguments. Bad input prints one line naming the file (and line and field where
+there is one); never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+from . import __version__
+from .fileio import OutputExists, write_atomic
+from .model import Address, AddressError, Topology
+from .sources import SourceError, builtin_names, live_root, load_source
+
+PROG = "pci-explorer"
+FALLBACK_TOPOLOGY = "example-small"
+
+SOURCE_HELP = (
+    "a sysfs root directory, a snapshot .tar.gz, a YAML topology, lspci -vvnn or -xxxx output, "
+    "or builtin:NAME; omitted: this machine"
+)
+
+
+class CliError(Exception):
+    """A usage problem; message printed as one line, exit 2."""
+
+
+def _load(spec: str | None) -> Topology:
+    return load_source(spec)
+
+
+def _print_json(obj: object) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+# ---- commands ------------------------------------------------------------------------
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    from .export.topology import render_tree, topology_json
+
+    t = _load(args.source)
+    if args.json:
+        _print_json(topology_json(t))
+    else:
+        print(render_tree(t))
+        for w in t.source.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .export.topology import device_json, render_device
+
+    source, bdf = args.source, args.bdf
+    if bdf is None:  # `show BDF` on this machine
+        source, bdf = None, source
+    try:
+        addr = Address.parse(bdf)
+    except AddressError as e:
+        raise CliError(str(e)) from None
+    t = _load(source)
+    fn = t.get(addr)
+    if fn is None:
+        print(f"{PROG}: {addr}: no such device in {t.source.location}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(device_json(t, fn))
+    else:
+        print(render_device(t, fn))
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from .sources.snapshot import capture
+
+    report = capture(args.root, args.output, include_serials=args.include_serials, overwrite=args.force)
+    print(f"wrote {args.output}: {report.summary()}" if hasattr(report, "summary") else f"wrote {args.output}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .sources.yaml_topology import dump_yaml
+
+    t = _load(args.source)
+    text = dump_yaml(t)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        write_atomic(args.output, text, overwrite=args.force)
+        print(f"wrote {args.output} ({len(t)} functions)")
+    return 0
+
+
+def cmd_topologies(args: argparse.Namespace) -> int:
+    from .sources import builtin_dir
+
+    for name in builtin_names():
+        desc = ""
+        try:
+            with open(builtin_dir() / f"{name}.yaml", encoding="utf-8") as f:
+                for line in f:
+                    s = line.strip()
+                    if s.startswith("description:"):
+                        desc = s.split(":", 1)[1].strip().strip("'\"")
+                        break
+        except OSError:
+            pass
+        print(f"{name:32} {desc}")
+    return 0
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    source = args.source
+    notice = None
+    if source is None:
+        from .sources.sysfs import has_pci
+
+        if not has_pci(live_root()):
+            source = f"builtin:{FALLBACK_TOPOLOGY}"
+            notice = f"This machine shows no PCI devices under /sys: opened the bundled topology {FALLBACK_TOPOLOGY!r} instead."
+    topology = _load(source)
+    if notice:
+        print(notice, file=sys.stderr)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        from .export.topology import render_tree
+
+        print("(not a terminal: printing the tree; run pci-explorer in a terminal for the interactive app)", file=sys.stderr)
+        print(render_tree(topology))
+        return 0
+    from .ui.app import ExplorerApp
+
+    ExplorerApp(topology, notice=notice).run()
+    return 0
+
+
+# ---- parser --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Explore a Linux machine's PCI/IOMMU topology and plan changes the kernel will accept.",
+    )
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("tui", help="open the interactive explorer (the default)")
+    s.add_argument("source", nargs="?", help=SOURCE_HELP)
+    s.set_defaults(func=cmd_tui)
+
+    s = sub.add_parser("tree", help="print a machine's PCI tree")
+    s.add_argument("source", nargs="?", help=SOURCE_HELP)
+    s.add_argument("--json", action="store_true", help="machine-readable output (docs/json.md)")
+    s.set_defaults(func=cmd_tree)
+
+    s = sub.add_parser("show", help="every fact about one device")
+    s.add_argument("source", help=SOURCE_HELP + " (may be omitted: `show BDF`)")
+    s.add_argument("bdf", nargs="?", help="the device, [dddd:]bb:dd.f")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("snapshot", help="capture this machine's PCI sysfs into a .tar.gz for use elsewhere")
+    s.add_argument("-o", "--output", required=True, help="the archive to write (.tar.gz)")
+    s.add_argument("--root", default="/", help="capture the tree under this directory instead of / (default: /)")
+    s.add_argument("--include-serials", action="store_true", help="keep device serial numbers (left out by default)")
+    s.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    s.set_defaults(func=cmd_snapshot)
+
+    s = sub.add_parser("convert", help="write any source as a YAML topology")
+    s.add_argument("source", nargs="?", help=SOURCE_HELP)
+    s.add_argument("-o", "--output", required=True, help="the YAML file to write, or - for standard output")
+    s.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("topologies", help="list the bundled topologies (use as builtin:NAME)")
+    s.set_defaults(func=cmd_topologies)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["tui"])
+    try:
+        return args.func(args)
+    except SourceError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except (CliError, OutputExists) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # `pci-explorer tree | head`: the reader went away; not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"{PROG}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

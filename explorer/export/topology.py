@@ -1,0 +1,357 @@
+"""Render a topology: JSON (documented in docs/json.md) and plain text for the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import fields, is_dataclass
+from enum import Enum
+from typing import Any
+
+from ..model import ABSENT, Address, Bar, Function, HostBridge, Topology, Window, acs_flags_str, present
+from ..model import names
+from ..model.display import DisplayTree, NodeKey, RootBusKey
+
+JSON_FORMAT = "pci-explorer/tree/1"
+
+
+def _hex(v: int | None, width: int) -> str | None:
+    return None if v is None else f"{v:0{width}x}"
+
+
+def _maybe(v: Any) -> Any:
+    """Unknown -> None, absent -> False, present -> JSON of it."""
+    if v is None:
+        return None
+    if v is ABSENT:
+        return False
+    return _plain(v)
+
+
+def _plain(v: Any) -> Any:
+    if v is ABSENT:
+        return False
+    if isinstance(v, Enum):
+        return v.value
+    if isinstance(v, Address):
+        return str(v)
+    if is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _plain(getattr(v, f.name)) for f in fields(v)}
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _window(w: Any) -> list[int] | None:
+    return [w.start, w.end] if isinstance(w, Window) else None
+
+
+def bar_json(b: Bar) -> dict[str, Any]:
+    d: dict[str, Any] = {"index": b.index, "start": b.start, "size": b.size, "kind": b.kind.value}
+    if b.total_size is not None:
+        d["total_size"] = b.total_size
+    if b.disabled:
+        d["disabled"] = True
+    return d
+
+
+def device_json(t: Topology, fn: Function) -> dict[str, Any]:
+    """Every model fact of one function (the keys tree --json promises come first)."""
+    br = fn.bridge if present(fn.bridge) else None
+    bars = fn.bars or ()
+    owner = None
+    if fn.parent is None:
+        owner_addr = t.vmd_domains.get(fn.address.domain)
+        owner = str(owner_addr) if owner_addr else None
+    caps = fn.caps
+    acs = None
+    if caps.acs is ABSENT:
+        acs = False
+    elif caps.acs is not None:
+        acs = {"cap": acs_flags_str(caps.acs.cap), "ctrl": acs_flags_str(caps.acs.ctrl)}  # type: ignore[union-attr]
+    return {
+        "bdf": fn.bdf,
+        "parent": str(fn.parent) if fn.parent else None,
+        "vendor": _hex(fn.vendor_id, 4),
+        "device": _hex(fn.device_id, 4),
+        "class": fn.class_hex,
+        "type": fn.pcie_type.value if fn.pcie_type else None,
+        "driver": fn.driver if present(fn.driver) else None,
+        "iommu_group": fn.iommu_group if present(fn.iommu_group) else None,
+        "bus_range": list(br.bus_range) if br and br.bus_range else None,  # type: ignore[union-attr]
+        "windows": {
+            "io": _window(br.io_window) if br else None,  # type: ignore[union-attr]
+            "mem": _window(br.mem_window) if br else None,  # type: ignore[union-attr]
+            "pref": _window(br.pref_window) if br else None,  # type: ignore[union-attr]
+        },
+        "pref_window_64bit": (br.pref_window.is_64bit if br and isinstance(br.pref_window, Window) else None),  # type: ignore[union-attr]
+        "bars": [bar_json(b) for b in bars if b.assigned],
+        "unassigned_bars": [{"index": b.index, "kind": b.kind.value, "size": b.size} for b in bars if not b.assigned],
+        "rom": _maybe(bar_json(fn.rom) if isinstance(fn.rom, Bar) else fn.rom),
+        "vf_bars": None if fn.vf_bars is None else [bar_json(b) for b in fn.vf_bars],
+        "names": {
+            "vendor": names.vendor_name(fn),
+            "device": names.device_name(fn),
+            "subsystem": names.subsystem_name(fn),
+            "class": names.class_name(fn),
+        },
+        "subsystem_vendor": _hex(fn.subsystem_vendor_id, 4),
+        "subsystem_device": _hex(fn.subsystem_device_id, 4),
+        "revision": _hex(fn.revision, 2),
+        "header_type": fn.header_type,
+        "multifunction": fn.multifunction,
+        "config_size": fn.config_size,
+        "primary_bus": br.primary if br else None,  # type: ignore[union-attr]
+        "caps": {
+            "acs": acs,
+            "ats": _maybe(caps.ats),
+            "pri": _maybe(caps.pri),
+            "pasid": _maybe(caps.pasid),
+            "sriov": _maybe(caps.sriov),
+            "ari": _maybe(caps.ari),
+            "aer": _maybe(caps.aer),
+            "rcec": None if caps.rcec is None else (False if caps.rcec is ABSENT else {**_plain(caps.rcec), "devices": list(caps.rcec.devices)}),  # type: ignore[union-attr]
+            "dsn": _maybe(caps.dsn),
+            "eetlp_prefix": caps.eetlp_prefix,
+            "ari_forwarding": caps.ari_forwarding,
+        },
+        "slot": _maybe(fn.slot),
+        "link": _plain(fn.link),
+        "driver_override": _maybe(fn.driver_override),
+        "numa_node": fn.numa_node,
+        "physfn": str(fn.physfn) if fn.physfn else None,
+        "virtfns": [str(a) for a in fn.virtfns],
+        "is_virtfn": fn.is_virtfn,
+        "boot_vga": fn.boot_vga,
+        "reset_methods": list(fn.reset_methods) if fn.reset_methods is not None else None,
+        "external_facing": fn.external_facing,
+        "removable": fn.removable,
+        "vmd_domain": _hex(fn.vmd_domain, 4),
+        "domain_owner": owner,
+    }
+
+
+def host_bridge_json(hb: HostBridge) -> dict[str, Any]:
+    return {
+        "name": hb.name,
+        "domain": _hex(hb.domain, 4),
+        "root_bus": _hex(hb.root_bus, 2),
+        "bus_range": list(hb.bus_range) if hb.bus_range else None,
+        "windows": None if hb.windows is None else [{"kind": w.kind.value, "start": w.start, "end": w.end} for w in hb.windows],
+        "vmd_owner": str(hb.vmd_owner) if hb.vmd_owner else None,
+    }
+
+
+def topology_json(t: Topology) -> dict[str, Any]:
+    s = t.source
+    return {
+        "format": JSON_FORMAT,
+        "source": {
+            "kind": s.kind,
+            "location": s.location,
+            "description": s.description,
+            "kernel_release": s.kernel_release,
+            "kernel_cmdline": s.kernel_cmdline,
+            "iommu_present": s.iommu_present,
+            "warnings": list(s.warnings),
+        },
+        "host_bridges": [host_bridge_json(h) for h in t.host_bridges],
+        "devices": [device_json(t, fn) for fn in t],
+    }
+
+
+# ---- text ---------------------------------------------------------------------------
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if n >= (1 << shift) and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return str(n)
+
+
+def format_window(w: Any) -> str:
+    if w is None:
+        return "unknown"
+    if w is ABSENT:
+        return "none"
+    extra = ", 64-bit" if w.is_64bit else ""
+    return f"[{w.start:#x}-{w.end:#x}] ({_size(w.size)}{extra})"
+
+
+def device_line(t: Topology, fn: Function) -> str:
+    """One line for a function: address, name, IDs, type and the badges people look for."""
+    parts = [fn.bdf, names.short_name(fn)]
+    ids = fn.vendor_device
+    if ids:
+        parts.append(f"[{ids}]")
+    if fn.pcie_type and fn.pcie_type.is_port or (fn.pcie_type and fn.pcie_type.value.startswith("pci")):
+        parts.append(fn.pcie_type.label)  # type: ignore[union-attr]
+    br = fn.bridge if present(fn.bridge) else None
+    if br and br.bus_range:  # type: ignore[union-attr]
+        s, e = br.bus_range  # type: ignore[union-attr]
+        parts.append(f"bus {s:02x}-{e:02x}")
+    badges = []
+    if present(fn.iommu_group):
+        badges.append(f"group {fn.iommu_group}")
+    if present(fn.driver):
+        badges.append(f"driver {fn.driver}")
+    sr = fn.caps.sriov
+    if present(sr) and sr.total_vfs:  # type: ignore[union-attr]
+        badges.append(f"VFs {sr.num_vfs or 0}/{sr.total_vfs}")  # type: ignore[union-attr]
+    if fn.is_virtfn:
+        badges.append("VF")
+    if present(fn.slot) and fn.slot.hotplug:  # type: ignore[union-attr]
+        num = fn.slot.number  # type: ignore[union-attr]
+        badges.append(f"hotplug slot {num}" if num is not None else "hotplug")
+    if fn.removable:
+        badges.append("removable")
+    if fn.external_facing:
+        badges.append("external-facing")
+    if fn.vmd_domain is not None:
+        badges.append(f"VMD domain {fn.vmd_domain:04x}")
+    if badges:
+        parts.append("(" + ", ".join(badges) + ")")
+    return "  ".join(parts)
+
+
+def root_bus_line(t: Topology, key: RootBusKey) -> str:
+    hb = t.host_bridge(key.domain, key.bus)
+    text = f"{key}"
+    owner = t.vmd_domains.get(key.domain)
+    if owner is not None:
+        text += f"  VMD domain of {owner}"
+    else:
+        text += "  root bus"
+    if hb and hb.bus_range:
+        text += f"  buses {hb.bus_range[0]:02x}-{hb.bus_range[1]:02x}"
+    if hb and hb.windows:
+        text += "  windows " + " ".join(f"{w.kind.value}[{w.start:#x}-{w.end:#x}]" for w in hb.windows)
+    elif hb is None or hb.windows is None:
+        if owner is None:
+            text += "  windows unknown"
+    return text
+
+
+def render_tree(t: Topology) -> str:
+    tree = DisplayTree(t)
+    lines: list[str] = []
+
+    def walk(key: NodeKey, prefix: str, last: bool, top: bool) -> None:
+        label = root_bus_line(t, key) if isinstance(key, RootBusKey) else device_line(t, t.functions[key])
+        if top:
+            lines.append(label)
+            child_prefix = ""
+        else:
+            lines.append(prefix + ("└── " if last else "├── ") + label)
+            child_prefix = prefix + ("    " if last else "│   ")
+        kids = tree.children(key)
+        for i, k in enumerate(kids):
+            walk(k, child_prefix, i == len(kids) - 1, False)
+
+    for k in tree.children(None):
+        walk(k, "", True, True)
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "unknown"
+    if v is ABSENT:
+        return "none"
+    if v is True:
+        return "yes"
+    if v is False:
+        return "no"
+    return str(v)
+
+
+def render_device(t: Topology, fn: Function) -> str:
+    """Every fact about one function, readable; unknowns say so."""
+    out: list[str] = []
+    add = out.append
+    add(f"{fn.bdf}  {names.short_name(fn)}")
+    add(f"  vendor:device      {_fmt(fn.vendor_device)}  ({_fmt(names.vendor_name(fn))} / {_fmt(names.device_name(fn))})")
+    sub = None
+    if fn.subsystem_vendor_id is not None and fn.subsystem_device_id is not None:
+        sub = f"{fn.subsystem_vendor_id:04x}:{fn.subsystem_device_id:04x}"
+    add(f"  subsystem          {_fmt(sub)}  ({_fmt(names.subsystem_name(fn))})")
+    add(f"  class              {_fmt(fn.class_hex)}  ({_fmt(names.class_name(fn))})")
+    add(f"  revision           {_fmt(_hex(fn.revision, 2))}")
+    add(f"  header type        {_fmt(fn.header_type)}   multifunction {_fmt(fn.multifunction)}")
+    add(f"  PCIe type          {_fmt(fn.pcie_type.label if fn.pcie_type else None)}")
+    add(f"  upstream bridge    {_fmt(fn.parent) if fn.parent else 'none (root bus)'}")
+    if fn.parent is None and fn.address.domain in t.vmd_domains:
+        add(f"  VMD domain owner   {t.vmd_domains[fn.address.domain]}")
+    add(f"  driver             {_fmt(fn.driver)}   override {_fmt(fn.driver_override)}")
+    add(f"  IOMMU group        {_fmt(fn.iommu_group)} (as the kernel reported it)")
+    add(f"  NUMA node          {_fmt(fn.numa_node)}")
+    if fn.bars is None:
+        add("  BARs               unknown")
+    elif not fn.bars:
+        add("  BARs               none")
+    for b in fn.bars or ():
+        where = f"{b.start:#x}-{b.end:#x}" if b.assigned and b.end is not None else "unassigned"
+        add(f"  BAR {b.index}              {b.kind.value:6} {where} size {_size(b.size)}")
+    if isinstance(fn.rom, Bar):
+        where = f"{fn.rom.start:#x}" if fn.rom.assigned else "unassigned"
+        add(f"  expansion ROM      {where} size {_size(fn.rom.size)}")
+    else:
+        add(f"  expansion ROM      {_fmt(fn.rom)}")
+    for b in fn.vf_bars or ():
+        where = f"{b.start:#x}" if b.assigned else "unassigned"
+        add(f"  VF BAR {b.index}           {b.kind.value:6} {where} size {_size(b.size)} per VF (all VFs: {_size(b.total_size)})")
+    if present(fn.bridge):
+        br = fn.bridge
+        add(f"  buses              primary {_fmt(br.primary)} secondary {_fmt(br.secondary)} subordinate {_fmt(br.subordinate)}")  # type: ignore[union-attr]
+        add(f"  I/O window         {format_window(br.io_window)}")  # type: ignore[union-attr]
+        add(f"  memory window      {format_window(br.mem_window)}")  # type: ignore[union-attr]
+        add(f"  prefetch window    {format_window(br.pref_window)}")  # type: ignore[union-attr]
+    c = fn.caps
+    if c.acs is None:
+        add("  ACS                unknown")
+    elif c.acs is ABSENT:
+        add("  ACS                no capability")
+    else:
+        add(f"  ACS                cap {acs_flags_str(c.acs.cap)}  ctrl {acs_flags_str(c.acs.ctrl)}")  # type: ignore[union-attr]
+    for label, v in (("ATS", c.ats), ("PRI", c.pri), ("PASID", c.pasid), ("ARI", c.ari), ("AER", c.aer)):
+        add(f"  {label:<18} {_fmt_cap(v)}")
+    sr = c.sriov
+    if present(sr):
+        add(
+            f"  SR-IOV             VFs {_fmt(sr.num_vfs)}/{_fmt(sr.total_vfs)} (initial {_fmt(sr.initial_vfs)}), "  # type: ignore[union-attr]
+            f"offset {_fmt(sr.vf_offset)} stride {_fmt(sr.vf_stride)} VF device {_fmt(_hex(sr.vf_device, 4))}"  # type: ignore[union-attr]
+        )
+    else:
+        add(f"  SR-IOV             {_fmt_cap(sr)}")
+    if present(c.rcec):
+        devs = ", ".join(f"{d:02x}" for d in c.rcec.devices) or "none"  # type: ignore[union-attr]
+        add(f"  RCEC endpoints     devices {devs} on bus {fn.address.bus:02x}; buses {_fmt(c.rcec.next_bus)}-{_fmt(c.rcec.last_bus)}")  # type: ignore[union-attr]
+    add(f"  serial number      {_fmt(c.dsn)}")
+    if present(fn.slot):
+        s = fn.slot
+        add(f"  slot               physical {_fmt(s.physical_slot)} number {_fmt(s.number)} hotplug {_fmt(s.hotplug)} surprise {_fmt(s.surprise)}")  # type: ignore[union-attr]
+    else:
+        add(f"  slot               {_fmt(fn.slot)}")
+    if fn.link:
+        lk = fn.link
+        add(f"  link               {_fmt(lk.current_speed)} x{_fmt(lk.current_width)} (max {_fmt(lk.max_speed)} x{_fmt(lk.max_width)})")
+    if fn.physfn:
+        add(f"  physical function  {fn.physfn}")
+    if fn.virtfns:
+        add(f"  virtual functions  {', '.join(str(a) for a in fn.virtfns)}")
+    add(f"  boot VGA           {_fmt(fn.boot_vga)}")
+    add(f"  reset methods      {_fmt(' '.join(fn.reset_methods) if fn.reset_methods else (None if fn.reset_methods is None else 'none'))}")
+    add(f"  external-facing    {_fmt(fn.external_facing)}   removable {_fmt(fn.removable)}")
+    if fn.vmd_domain is not None:
+        add(f"  VMD                owns domain {fn.vmd_domain:04x}")
+    return "\n".join(out)
+
+
+def _fmt_cap(v: Any) -> str:
+    if v is None:
+        return "unknown"
+    if v is ABSENT:
+        return "no capability"
+    items = [f"{f.name}={_fmt(getattr(v, f.name))}" for f in fields(v) if getattr(v, f.name) is not None]
+    return "present" + (" (" + ", ".join(items) + ")" if items else "")
