@@ -1,0 +1,148 @@
+"""The command line: outputs, exit codes, one-line errors, and this machine's /sys."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from explorer.cli import main
+from explorer.sources.sysfs import has_pci
+
+REPO = Path(__file__).resolve().parent.parent
+LIVE = has_pci("/")
+
+
+def run(*args: str, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "explorer", *args], capture_output=True, text=True, env=env, **kw)
+
+
+@pytest.mark.skipif(not LIVE, reason="this machine shows no PCI devices")
+def test_tree_lists_every_live_device():
+    p = run("tree")
+    assert p.returncode == 0, p.stderr
+    for name in os.listdir("/sys/bus/pci/devices"):
+        assert name in p.stdout
+
+
+@pytest.mark.skipif(not LIVE, reason="this machine shows no PCI devices")
+def test_live_json_matches_sysfs_attributes():
+    p = run("tree", "--json")
+    assert p.returncode == 0, p.stderr
+    devices = {d["bdf"]: d for d in json.loads(p.stdout)["devices"]}
+    assert set(devices) == set(os.listdir("/sys/bus/pci/devices"))
+    for bdf, d in devices.items():
+        base = Path("/sys/bus/pci/devices") / bdf
+        assert d["vendor"] == (base / "vendor").read_text().strip()[2:]
+        assert d["device"] == (base / "device").read_text().strip()[2:]
+        assert d["class"] == (base / "class").read_text().strip()[2:]
+        drv = base / "driver"
+        assert d["driver"] == (os.path.basename(os.readlink(drv)) if drv.exists() else None)
+        grp = base / "iommu_group"
+        assert d["iommu_group"] == (os.path.basename(os.readlink(grp)) if grp.exists() else None)
+
+
+def test_show_json_and_text(unpacked, capsys):
+    root = str(unpacked("sriov-nvme"))
+    assert main(["show", root, "01:00.0", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["bdf"] == "0000:01:00.0" and d["caps"]["sriov"]["total_vfs"] == 4
+    assert d["virtfns"] == ["0000:01:00.1", "0000:01:00.2", "0000:01:00.3"]
+    assert main(["show", root, "0000:01:00.0"]) == 0
+    text = capsys.readouterr().out
+    assert "SR-IOV" in text and "VFs 3/4" in text
+
+
+def test_show_unknown_device_exit_1(unpacked, capsys):
+    assert main(["show", str(unpacked("base")), "0000:09:00.0"]) == 1
+    assert "no such device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["tree", "/nonexistent/place"], "/nonexistent/place: no such file or directory"),
+        (["show", "/nonexistent", "zz:00.0"], "not a PCI address"),
+        (["tree", "builtin:no-such-machine"], "no bundled topology 'no-such-machine'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, needle):
+    p = run(*args)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], p.stderr
+
+
+def test_garbage_file_is_one_line_exit_2(tmp_path):
+    f = tmp_path / "junk.bin"
+    f.write_bytes(b"\x00\x01\x02 not anything")
+    p = run("tree", str(f))
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert str(f) in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_directory_without_sysfs_is_rejected(tmp_path):
+    p = run("tree", str(tmp_path))
+    assert p.returncode == 2 and "no sys/bus/pci" in p.stderr
+
+
+def test_tui_without_terminal_prints_tree(unpacked):
+    p = run("tui", str(unpacked("switch")), stdin=subprocess.DEVNULL)
+    assert p.returncode == 0
+    assert "0000:02:01.0" in p.stdout and "not a terminal" in p.stderr
+
+
+def test_unconfigured_pci_falls_back_to_bundled_topology(tmp_path):
+    """With no PCI devices under the root, the app opens a bundled topology and says so."""
+    (tmp_path / "sys/bus/pci/devices").mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PCI_EXPLORER_ROOT": str(tmp_path)}
+    p = subprocess.run([sys.executable, "-m", "explorer"], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    assert "no PCI devices" in p.stderr and "bundled topology" in p.stderr
+    assert p.stdout.strip()
+
+
+def test_layers_import_only_upwards():
+    """model < sources < kernel < plan < export < ui; nothing below ui imports textual."""
+    order = ["model", "sources", "kernel", "plan", "export", "ui"]
+    allowed = {
+        "model": set(),
+        "sources": {"model"},
+        "kernel": {"model"},
+        "plan": {"model", "kernel"},
+        "export": {"model", "sources", "kernel", "plan"},
+        "ui": set(order),
+    }
+    import re
+
+    pat = re.compile(r"^\s*(?:from|import)\s+(\.\.?[\w.]*|explorer[\w.]*|textual|rich)", re.M)
+    for layer in order:
+        for py in (REPO / "explorer" / layer).rglob("*.py"):
+            for target in pat.findall(py.read_text()):
+                if target in ("textual", "rich"):
+                    assert layer == "ui", f"{py} imports {target}"
+                    continue
+                if target.startswith("explorer."):
+                    top = target.split(".")[1]
+                elif target.startswith(".."):
+                    top = target[2:].split(".")[0]
+                else:
+                    continue  # same package
+                if top in order and top != layer:
+                    assert top in allowed[layer], f"{py.relative_to(REPO)} imports {top}"
+
+
+def test_scripted_commands_do_not_load_textual(unpacked):
+    code = (
+        "import sys; from explorer.cli import main; "
+        f"main(['tree', {str(unpacked('base'))!r}, '--json']); "
+        "assert 'textual' not in sys.modules, 'textual loaded'"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.returncode == 0, p.stderr
