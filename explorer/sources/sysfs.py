@@ -462,8 +462,6 @@ def _load_function(
             vf_device=_int(text("sriov_vf_device"), 16) if "sriov_vf_device" in present_files else base.vf_device,  # type: ignore[union-attr]
             drivers_autoprobe=(text("sriov_drivers_autoprobe") == "1") if "sriov_drivers_autoprobe" in present_files else None,
         )
-        if sr.total_vfs is None:
-            sr = replace(sr, total_vfs=sr.driver_total_vfs)
         caps = replace(caps, sriov=sr)
 
     bridge: object = None
