@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from explorer.model import Address
 from explorer.sources.sysfs import load_sysfs
-from explorer.ui.app import ExplorerApp, TopologyTree
+from explorer.ui.app import ExplorerApp, ModeTree
 
 TERMINAL = (120, 40)
 
@@ -23,7 +23,7 @@ async def test_tree_is_lazy_and_details_follow_cursor(unpacked):
     app = ExplorerApp(t)
     async with app.run_test(size=TERMINAL) as pilot:
         await pilot.pause()
-        tree = app.query_one(TopologyTree)
+        tree = app.query_one(ModeTree)
         shown = rows(tree.root)
         # Root bus expanded, its functions shown; nothing below the root port built yet.
         assert (0, "pci0000:00") in shown
@@ -54,6 +54,58 @@ async def test_device_names_with_brackets_are_not_markup(unpacked):
     app = ExplorerApp(t2)
     async with app.run_test(size=TERMINAL) as pilot:
         await pilot.pause()
-        tree = app.query_one(TopologyTree)
+        tree = app.query_one(ModeTree)
         node = next(n for n in tree.root.children[0].children if n.data == a)
         assert "[X710]" in node.label.plain
+
+
+async def test_search_by_address_and_driver_reveals_device(unpacked):
+    t = load_sysfs(unpacked("switch"))
+    app = ExplorerApp(t)
+    async with app.run_test(size=TERMINAL) as pilot:
+        await pilot.pause()
+        await pilot.press("slash")
+        await pilot.press(*"04:00.0")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.selected == Address.parse("0000:04:00.0")
+        tree = app.query_one(ModeTree)
+        assert tree.cursor_node.data == Address.parse("0000:04:00.0")
+        # The path down to it was built on demand.
+        assert (4, "0000:04:00.0") in rows(tree.root)
+        # By driver: two e1000e functions; n goes to the next.
+        await pilot.press("slash", *"e1000e", "enter")
+        await pilot.pause()
+        first = app.selected
+        await pilot.press("n")
+        await pilot.pause()
+        assert {first, app.selected} == {Address.parse("0000:03:00.0"), Address.parse("0000:04:00.0")}
+
+
+async def test_help_opens_and_closes(unpacked):
+    app = ExplorerApp(load_sysfs(unpacked("base")))
+    async with app.run_test(size=TERMINAL) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "HelpScreen"
+        assert "IOMMU groups view" in str(app.screen.query_one("#help").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ != "HelpScreen"
+
+
+async def test_background_load_from_source_spec(unpacked):
+    app = ExplorerApp(source=str(unpacked("multifunction")))
+    async with app.run_test(size=TERMINAL) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.topology is not None and len(app.topology) > 5
+        assert not app.query("#loading")
+
+
+async def test_background_load_failure_is_shown(tmp_path):
+    app = ExplorerApp(source=str(tmp_path / "missing"))
+    async with app.run_test(size=TERMINAL) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "Could not load" in str(app.query_one("#details").render())
