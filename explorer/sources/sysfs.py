@@ -265,6 +265,7 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
     names = [n for n in names if is_address(n)]
     release = kernel_release(r)
     removable_known = _version_at_least(release, (5, 13))
+    reset_known = _version_at_least(release, (5, 15))
     groups_dir = r.abs("sys/kernel/iommu_groups")
     groups_exist = os.path.isdir(groups_dir)
     try:
@@ -283,7 +284,7 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
         if rel is None:
             warnings.append(f"{devdir}/{name}: link leads nowhere inside the tree; skipped")
             continue
-        fn, hb = _load_function(r, addr, rel, groups_exist, removable_known, slots_exist, slot_names, warnings)
+        fn, hb = _load_function(r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings)
         functions.append(fn)
         if hb is not None:
             host_bridges.setdefault(hb[0], hb[1])
@@ -357,12 +358,22 @@ def _root_bus_ranges(r: _Root) -> dict[tuple[int, int], tuple[int, int]]:
     return out
 
 
+def _reset_methods(text: str | None, exists: bool, known_absent: bool | None) -> tuple[str, ...] | None:
+    """sysfs ``reset_method`` (5.15+) is visible only when the device has some reset method."""
+    if text:
+        return tuple(text.split())
+    if exists or known_absent:
+        return ()
+    return None
+
+
 def _load_function(
     r: _Root,
     addr: Address,
     rel: str,
     groups_exist: bool,
     removable_known: bool | None,
+    reset_known: bool | None,
     slots_exist: bool,
     slot_names: dict[tuple[int, int, int], str],
     warnings: list[str],
@@ -573,7 +584,7 @@ def _load_function(
         virtfns=tuple(a for _, a in virtfns),
         is_virtfn=physfn is not None,
         boot_vga=boot_vga,
-        reset_methods=tuple(reset.split()) if reset else (None if "reset_method" not in present_files else ()),
+        reset_methods=_reset_methods(reset, "reset_method" in present_files, reset_known),
         external_facing=None,
         removable=removable,
         vmd_domain=vmd_domain,
