@@ -821,28 +821,43 @@ class _Parser:
 
     # ---- functions ---------------------------------------------------------------------
     def function(self, node: Node, ctx: "_Ctx", field: str) -> Address:
-        m = self.mapping(node, field, _FN_KEYS, "a device")
-        if "address" not in m:
-            raise self.err(node, "a device needs address (like 0000:01:00.0)", _join(field, "address"))
-        an = m["address"][1]
+        """One device entry (and, recursively, its VFs, VMD domain and children).
+
+        Fields in errors are relative to the entry (``bars.2.size``), and messages start
+        with the device's address so the line and the device both point at the problem.
+        """
+        if not isinstance(node, MappingNode):
+            raise self.err(node, f"expected a device (a mapping with address and ids), got {_kind_of(node)}", field)
+        an = next((v for k, v in node.value if isinstance(k, ScalarNode) and k.value == "address"), None)
+        if an is None:
+            raise self.err(node, "a device needs address (like 0000:01:00.0)", "address")
         addr = self.address(an, "address", ctx.domain)
+        try:
+            return self._function(node, ctx, field, an, addr)
+        except SourceError as e:
+            if not getattr(e, "_device_named", False):
+                e.message = f"device {addr}: {e.message}"
+                e._device_named = True  # type: ignore[attr-defined]
+            raise
+
+    def _function(self, node: MappingNode, ctx: "_Ctx", field: str, an: Node, addr: Address) -> Address:
+        m = self.mapping(node, "", _FN_KEYS, "a device")
         line = an.start_mark.line + 1
-        where = f"device {addr}"
         if addr in self.seen:
-            raise self.err(an, f"duplicate address {addr} (first at line {self.seen[addr]})", "address")
+            raise self.err(an, f"duplicate address: another device has it (first at line {self.seen[addr]})", "address")
         self.seen[addr] = line
         if ctx.root_bus is not None and (addr.domain, addr.bus) != ctx.root_bus:
             dom, bus = ctx.root_bus
             raise self.err(
                 an,
-                f"{addr} is listed on root bus {dom:04x}:{bus:02x} but is not on that bus "
+                f"listed on root bus {dom:04x}:{bus:02x} but not on that bus "
                 "(put it under its bridge's children:)",
                 "address",
             )
         if ctx.parent is not None and addr.domain != ctx.parent.domain:
-            raise self.err(an, f"{addr} is in another PCI domain than its upstream bridge {ctx.parent}", "address")
+            raise self.err(an, f"in another PCI domain than its upstream bridge {ctx.parent}", "address")
         if "ids" not in m and "ids" not in self.defaults:
-            raise self.err(node, f"{where} needs ids (vendor:device like 8086:10d3; ? for an unknown half)", "ids")
+            raise self.err(node, "needs ids (vendor:device like 8086:10d3; ? for an unknown half)", "ids")
 
         kw: dict[str, Any] = {"address": addr, "parent": ctx.parent, "physfn": ctx.physfn}
         # Defaults first, then the entry's own keys.
@@ -922,7 +937,7 @@ class _Parser:
         try:
             fn = Function(**kw)
         except (TypeError, ValueError) as e:  # pragma: no cover - parsers above validate
-            raise self.err(node, f"{where}: {e}", field) from None
+            raise self.err(node, str(e), field) from None
         self.functions.append(fn)
         return addr
 
