@@ -230,7 +230,9 @@ class Simulation:
         return self.index.group_of.get(addr)
 
     def group_members(self, label: str) -> list[Address]:
-        members = [a for a in self.index.groups.get(label, ()) if a not in self.removed]
+        moved = self.added_group
+        members = [a for a in self.index.groups.get(label, ())
+                   if a not in self.removed and (a not in moved or moved[a] == label)]
         members += [a for a in self.group_extra.get(label, ()) if a not in self.removed]
         return members
 
@@ -370,7 +372,24 @@ def _add_function(sim: Simulation, fn: Function, group_hint: str) -> None:
     if label is not None:
         sim.added_group[fn.address] = label
         sim.group_extra.setdefault(label, []).append(fn.address)
-    sim.added[fn.address] = replace(fn, iommu_group=label)
+    fn = replace(fn, iommu_group=label)
+    if fn.address in sim.index.topology.functions:
+        # Re-created at an address the plan emptied (new VFs where the old ones were).
+        sim.removed.discard(fn.address)
+        sim.changed[fn.address] = fn
+    else:
+        sim.added[fn.address] = fn
+
+
+def _drop_function(sim: Simulation, a: Address) -> None:
+    if a in sim.added:
+        del sim.added[a]
+    elif a in sim.index.topology.functions:
+        sim.removed.add(a)
+        sim.changed.pop(a, None)
+    label = sim.added_group.pop(a, None)
+    if label is not None and a in sim.group_extra.get(label, []):
+        sim.group_extra[label].remove(a)
 
 
 def _remove_vfs(sim: Simulation, pf: Function) -> None:
@@ -378,14 +397,9 @@ def _remove_vfs(sim: Simulation, pf: Function) -> None:
     if pf.address in sim.sriov:
         old += list(sim.sriov[pf.address][3])
     for a in old:
-        if a in sim.added:
-            del sim.added[a]
-            label = sim.added_group.pop(a, None)
-            if label is not None and a in sim.group_extra.get(label, []):
-                sim.group_extra[label].remove(a)
-        elif a in sim.index.topology.functions:
-            sim.removed.add(a)
+        _drop_function(sim, a)
         sim.assignments.pop(a, None)
+        sim.driver_action.pop(a, None)
 
 
 def _apply_sriov(sim: Simulation, action: Sriov, index: int) -> None:
@@ -509,10 +523,7 @@ def _apply_hot_remove(sim: Simulation, action: HotRemove, index: int) -> None:
         stack.extend(sim.children(a))
         stack.extend(fn.virtfns)
     for a in sub:
-        if a in sim.added:
-            del sim.added[a]
-        else:
-            sim.removed.add(a)
+        _drop_function(sim, a)
     sim.hot_removed.append((index, action.device, tuple(sub)))
 
 

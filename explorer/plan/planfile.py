@@ -258,10 +258,12 @@ class _Reader:
         return _construct(node)
 
     def text(self, node: yaml.Node, fld: str) -> str:
-        v = self.scalar(node, fld)
-        if isinstance(v, bool) or v is None or isinstance(v, (list, dict)):
-            raise self.err(node, fld, f"expected text, got {node.value!r}")
-        return str(v) if not isinstance(v, str) else v
+        """The scalar as written: ``0000:01:00.0`` unquoted is YAML 1.1 sexagesimal, not text."""
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.err(node, fld, f"expected text, got {_node_kind(node)}")
+        if node.style is None and node.value in ("", "~", "null", "Null", "NULL"):
+            raise self.err(node, fld, "expected text, got nothing")
+        return node.value
 
     def sequence(self, node: yaml.Node, fld: str) -> list[yaml.Node]:
         if not isinstance(node, yaml.SequenceNode):
@@ -469,13 +471,13 @@ def _read_action(r: _Reader, node: yaml.Node, fld: str) -> Action:
         return v
 
     if kind == "bind":
-        return Bind(addr("device"), wrap("driver", check_driver, val("driver")), flag("group"))
+        return Bind(addr("device"), wrap("driver", check_driver, r.text(node_of("driver"), f"{fld}.driver")), flag("group"))
     if kind == "unbind":
         return Unbind(addr("device"))
     if kind == "assign":
-        return Assign(addr("device"), wrap("vm", check_vm, val("vm")), flag("group"))
+        return Assign(addr("device"), wrap("vm", check_vm, r.text(node_of("vm"), f"{fld}.vm")), flag("group"))
     if kind == "sriov":
-        drv = wrap("driver", check_driver, val("driver")) if "driver" in m else None
+        drv = wrap("driver", check_driver, r.text(node_of("driver"), f"{fld}.driver")) if "driver" in m else None
         return Sriov(addr("pf"), _count(r, node_of("vfs"), f"{fld}.vfs", 0, MAX_VFS), drv)
     if kind == "mdev":
         mtype = r.text(node_of("type"), f"{fld}.type")
@@ -492,7 +494,7 @@ def _read_action(r: _Reader, node: yaml.Node, fld: str) -> Action:
                 raise r.err(un, f"{fld}.uuids[{j}]", e.message) from None
         if len(set(uuids)) != len(uuids):
             raise r.err(node_of("uuids"), f"{fld}.uuids", "the same UUID twice")
-        vm = wrap("vm", check_vm, val("vm")) if "vm" in m else None
+        vm = wrap("vm", check_vm, r.text(node_of("vm"), f"{fld}.vm")) if "vm" in m else None
         return Mdev(addr("parent"), mtype, tuple(uuids), vm)
     if kind == "hot-add":
         bars = []
