@@ -213,6 +213,39 @@ def test_partial_config_is_stored_and_reported(unpacked, tmp_path):
     assert any("only partly readable" in w for w in t.source.warnings)
 
 
+def test_capture_keeps_vmd_domains(unpacked, tmp_path):
+    """A VMD endpoint's nested root bus (sys/devices/.../0000:00:0e.0/pci10000:e0/...) and its
+    ``domain`` link (drivers/pci/controller/vmd.c links it to the domain's pci_bus device)."""
+    root = tmp_path / "root"
+    shutil.copytree(unpacked("base"), root, symlinks=True)
+    top = root / "sys/devices/pci0000:00"
+    vmd = top / "0000:00:0e.0"
+    shutil.copytree(top / "0000:00:1f.2", vmd, symlinks=True)
+    (vmd / "domain").symlink_to("pci10000:e0/pci_bus/10000:e0")
+    nested = vmd / "pci10000:e0" / "10000:e0:17.0"
+    shutil.copytree(top / "0000:00:1f.2", nested, symlinks=True)
+    (nested / "iommu_group").unlink()
+    (nested / "iommu_group").symlink_to("../../../../../kernel/iommu_groups/2")
+    bus = root / "sys/bus/pci/devices"
+    (bus / "0000:00:0e.0").symlink_to("../../../devices/pci0000:00/0000:00:0e.0")
+    (bus / "10000:e0:17.0").symlink_to("../../../devices/pci0000:00/0000:00:0e.0/pci10000:e0/10000:e0:17.0")
+
+    out = tmp_path / "vmd.tar.gz"
+    report = capture(root, out, include_serials=True)
+    assert report.skipped == []
+    with tarfile.open(out) as tf:
+        members = {m.name: m for m in tf.getmembers()}
+    assert members["./sys/devices/pci0000:00/0000:00:0e.0/pci10000:e0"].isdir()
+    assert members["./sys/devices/pci0000:00/0000:00:0e.0/domain"].linkname == "pci10000:e0/pci_bus/10000:e0"
+    assert members["./sys/devices/pci0000:00/0000:00:0e.0/pci10000:e0/10000:e0:17.0/config"].isreg()
+    expected = load_sysfs(root)
+    t = load_snapshot(out)
+    assert Address.parse("10000:e0:17.0") in t.functions
+    assert t.functions == expected.functions
+    assert t.host_bridges == expected.host_bridges
+    assert (0x10000, 0xE0) in {(h.domain, h.root_bus) for h in t.host_bridges}
+
+
 def test_capture_never_follows_links_out_of_root(unpacked, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(unpacked("base"), root, symlinks=True)
@@ -318,10 +351,16 @@ def _hostile_cases(tmp_path: Path) -> dict[str, tuple[list, str, str]]:
         "symlink-etc-passwd": (_PCI + [_link("./sys/passwd", "/etc/passwd")], "./sys/passwd", "absolute path"),
         "symlink-dotdot": (
             _PCI + [_link("./sys/evil", "../../../../target"), _file("./sys/evil/pwned")],
-            "./sys/evil/pwned",
-            "symlink",
+            "./sys/evil:",
+            "leaves the archive",
         ),
-        "symlink-dotdot-alone": (_PCI + [_link("./sys/evil", "../../../../target")], "./sys/evil", "leaves the archive"),
+        # A link that stays inside still may not carry other members below it.
+        "below-symlink": (
+            _PCI + [_dir("./meta"), _link("./sys/inner", "../meta"), _file("./sys/inner/x")],
+            "./sys/inner/x",
+            "lies below sys/inner, which is a symlink",
+        ),
+        "below-file": (_PCI + [_file("./sys/f"), _file("./sys/f/x")], "./sys/f/x", "which is a file"),
         # Each link alone stays inside by string arithmetic; together they lead out.
         "symlink-chain": (
             _PCI
@@ -367,7 +406,7 @@ def _assert_refused(archive: Path, root: Path, *words: str) -> SourceError:
 @pytest.mark.parametrize(
     "case",
     [
-        "absolute", "dotdot", "dotdot-inner", "symlink-etc-passwd", "symlink-dotdot", "symlink-dotdot-alone",
+        "absolute", "dotdot", "dotdot-inner", "symlink-etc-passwd", "symlink-dotdot", "below-symlink", "below-file",
         "symlink-chain", "hardlink-outside", "hardlink-absolute", "hardlink-nonmember", "char-device",
         "block-device", "fifo", "file-then-link",
     ],

@@ -718,7 +718,13 @@ def _check_members(tf: tarfile.TarFile, spath: str) -> _Plan:
         plan.kinds[rel] = kind
         plan.members.append((m, rel))
 
-    # Nothing may lie below a non-directory (a link would carry writes out of the archive).
+    # Symlinks must stay inside the archive, resolved through the archive's own links.
+    for m, rel in plan.members:
+        if rel in plan.links:
+            target = plan.links[rel]
+            if _resolve(f"{posixpath.dirname(rel)}/{target}", plan.links.get, absolute_from_root=False) is None:
+                raise refuse(m.name, f"symlink target {_q(target)} leaves the archive")
+    # Nothing may lie below a non-directory (writes would go wherever a link points).
     for m, rel in plan.members:
         parent = posixpath.dirname(rel)
         while parent:
@@ -726,12 +732,6 @@ def _check_members(tf: tarfile.TarFile, spath: str) -> _Plan:
             if k is not None and k != "dir":
                 raise refuse(m.name, f"lies below {_q(parent)}, which is a {'symlink' if k == 'link' else 'file'}")
             parent = posixpath.dirname(parent)
-    # Symlinks must stay inside the archive, resolved through the archive's own links.
-    for m, rel in plan.members:
-        if rel in plan.links:
-            target = plan.links[rel]
-            if _resolve(f"{posixpath.dirname(rel)}/{target}", plan.links.get, absolute_from_root=False) is None:
-                raise refuse(m.name, f"symlink target {_q(target)} leaves the archive")
     return plan
 
 
