@@ -117,6 +117,8 @@ def load_yaml_text(text: str, path: str = "<string>") -> Topology:
         raise
     except RecursionError:
         raise SourceError("nesting too deep (or an alias that contains itself)", path=path) from None
+    except (ValueError, TypeError, KeyError, AttributeError) as e:  # pragma: no cover - last resort
+        raise SourceError(f"cannot read this topology: {type(e).__name__}: {_one_line(str(e))}", path=path) from None
 
 
 def _one_line(s: str) -> str:
@@ -209,6 +211,7 @@ class _Parser:
 
     # ---- errors and node helpers -----------------------------------------------------
     def err(self, node: Node | None, message: str, field: str | None = None) -> SourceError:
+        field = field or None
         if node is None:
             return SourceError(message, path=self.path, field=field)
         m = node.start_mark
@@ -231,37 +234,41 @@ class _Parser:
 
     def mapping(self, node: Node, field: str, allowed: Iterable[str], what: str) -> dict[str, tuple[Node, Node]]:
         """Check a mapping: string keys, no duplicates, no unknown keys."""
-        if not isinstance(node, MappingNode):
-            raise self.err(node, f"expected {what} (a mapping of keys), got {_kind_of(node)}", field)
-        self._flatten(node, field)
+        out = self.pairs(node, field, what)
         allowed = tuple(allowed)
-        out: dict[str, tuple[Node, Node]] = {}
-        for k, v in node.value:
-            if not isinstance(k, ScalarNode):
-                raise self.err(k, f"keys of {what} must be plain words, got {_kind_of(k)}", field)
-            key = k.value
-            sub = f"{field}.{key}" if field else key
+        for key, (k, _) in out.items():
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
                 hint = f"did you mean {close[0]!r}?" if close else f"allowed here: {', '.join(allowed)}"
-                raise self.err(k, f"unknown key {key!r} in {what} ({hint})", sub)
-            if key in out:
-                raise self.err(k, f"key {key!r} given twice in {what} (first at line {out[key][0].start_mark.line + 1})", sub)
-            out[key] = (k, v)
+                raise self.err(k, f"unknown key {key!r} in {what} ({hint})", _join(field, key))
         return out
 
-    def _flatten(self, node: MappingNode, field: str) -> None:
-        """Resolve YAML merge keys (``<<: *anchor``) in place."""
-        if not any(k.tag == "tag:yaml.org,2002:merge" for k, _ in node.value):
-            return
-        try:
-            yaml.constructor.SafeConstructor().flatten_mapping(node)
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or node.start_mark
-            raise SourceError(
-                f"bad merge key: {_one_line(e.problem or str(e))}", path=self.path,
-                line=mark.line + 1, column=mark.column + 1, field=field,
-            ) from None
+    def pairs(self, node: Node, field: str, what: str, _depth: int = 0) -> dict[str, tuple[Node, Node]]:
+        """The keys of a mapping, with YAML merge keys (``<<: *anchor``) resolved: the
+        mapping's own keys win over merged ones, earlier merged mappings over later ones."""
+        if not isinstance(node, MappingNode):
+            raise self.err(node, f"expected {what} (a mapping of keys), got {_kind_of(node)}", field)
+        if _depth > 50:
+            raise self.err(node, "merge keys nested too deep", field)
+        own: dict[str, tuple[Node, Node]] = {}
+        merged: dict[str, tuple[Node, Node]] = {}
+        for k, v in node.value:
+            if k.tag == "tag:yaml.org,2002:merge":
+                sources = v.value if isinstance(v, SequenceNode) else [v]
+                for src in sources:
+                    for key, kv in self.pairs(src, field, "a merged mapping", _depth + 1).items():
+                        merged.setdefault(key, kv)
+                continue
+            if not isinstance(k, ScalarNode):
+                raise self.err(k, f"keys of {what} must be plain words, got {_kind_of(k)}", field)
+            key = k.value
+            if key in own:
+                first = own[key][0].start_mark.line + 1
+                raise self.err(k, f"key {key!r} given twice in {what} (first at line {first})", _join(field, key))
+            own[key] = (k, v)
+        for key, kv in merged.items():
+            own.setdefault(key, kv)
+        return own
 
     def sequence(self, node: Node, field: str, what: str) -> list[Node]:
         if not isinstance(node, SequenceNode):
@@ -386,12 +393,7 @@ class _Parser:
             node = top["group-types"][1]
             if not isinstance(node, MappingNode):
                 raise self.err(node, f"expected a mapping of group label to domain type, got {_kind_of(node)}", "group-types")
-            seen: set[str] = set()
-            for k, v in node.value:
-                label = self.scalar(k, "group-types", "a group label")
-                if label in seen:
-                    raise self.err(k, f"group {label!r} given twice", f"group-types.{label}")
-                seen.add(label)
+            for label, (_, v) in self.pairs(node, "group-types", "group types").items():
                 group_types.append((label, self.text(v, f"group-types.{label}")))
         if "defaults" in top and not self.is_null(top["defaults"][1]):
             self.parse_defaults(top["defaults"][1])
@@ -424,9 +426,8 @@ class _Parser:
                 self.warnings.append(f"{self.path}:{line}: {addr}: parent {parent} is not described here")
                 continue
             if parent.domain != addr.domain:
-                raise SourceError(
-                    f"{addr}: parent {parent} is in another PCI domain", path=self.path, line=line, field="parent"
-                )
+                self.warnings.append(f"{self.path}:{line}: {addr}: its parent {parent} is in another PCI domain")
+                continue
             self._check_bus_range(addr, parent, pf.bridge, None, line)
         for who, what, other, line in self.links:
             if other not in by_addr:
@@ -593,10 +594,9 @@ class _Parser:
             return ()
         if not isinstance(node, MappingNode):
             raise self.err(node, f"expected a mapping of BAR index (0-5) to BAR, or none, got {_kind_of(node)}", field)
-        self._flatten(node, field)
         out: list[Bar] = []
         seen: dict[int, Node] = {}
-        for k, v in node.value:
+        for k, v in self.pairs(node, field, "BARs").values():
             idx = self.int(k, field, 0, 5)
             sub = f"{field}.{idx}"
             if idx in seen:
@@ -828,7 +828,7 @@ class _Parser:
         """
         if not isinstance(node, MappingNode):
             raise self.err(node, f"expected a device (a mapping with address and ids), got {_kind_of(node)}", field)
-        an = next((v for k, v in node.value if isinstance(k, ScalarNode) and k.value == "address"), None)
+        an = self.pairs(node, "", "a device").get("address", (None, None))[1]
         if an is None:
             raise self.err(node, "a device needs address (like 0000:01:00.0)", "address")
         addr = self.address(an, "address", ctx.domain)
@@ -1150,7 +1150,7 @@ def _enc_bridge(br: BridgeInfo) -> dict[str, Any]:
     d: dict[str, Any] = {}
     if br.primary is not None:
         d["primary"] = _Q(f"{br.primary:02x}")
-    if br.secondary is not None and br.subordinate is not None:
+    if br.secondary is not None and br.subordinate is not None and br.secondary <= br.subordinate:
         d["bus-range"] = _Q(f"{br.secondary:02x}-{br.subordinate:02x}")
     else:
         if br.secondary is not None:
@@ -1337,7 +1337,7 @@ class _Writer:
             vfs = pf.virtfns
             ok = len(set(vfs)) == len(vfs) and all(
                 v in fns and v != pa and v not in self.claimed and v not in forced_top
-                and fns[v].physfn == pa and fns[v].parent == pf.parent and not fns[v].virtfns
+                and v.domain == pa.domain and fns[v].physfn == pa and fns[v].parent == pf.parent and not fns[v].virtfns
                 for v in vfs
             )
             if ok:
@@ -1365,7 +1365,7 @@ class _Writer:
                 continue  # written under its PF
             if a in forced_top:
                 self.top.append(a)
-            elif f.parent is not None and f.parent in fns and f.parent != a:
+            elif f.parent is not None and f.parent in fns and f.parent != a and f.parent.domain == a.domain:
                 self.kids.setdefault(f.parent, []).append(a)
             elif f.parent is None and (a.domain, a.bus) in hb_key_first:
                 self.kids.setdefault(id(hb_key_first[(a.domain, a.bus)]), []).append(a)
