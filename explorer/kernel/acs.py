@@ -189,9 +189,10 @@ def is_virtfn(fn: Function) -> bool:
     return bool(fn.is_virtfn) or fn.physfn is not None
 
 
-def kernel_multifunction(fn: Function, topology: Topology) -> bool | None:
+def kernel_multifunction(fn: Function, topology: Topology) -> bool:
     """``dev->multifunction``: 0 for VFs (iov.c); 1 for every function found after
-    function 0 by ``pci_scan_slot`` (probe.c); else the header's bit 7."""
+    function 0 by ``pci_scan_slot`` (probe.c); else the header's bit 7 (when the
+    source does not show it: whether other functions exist in the slot)."""
     if is_virtfn(fn):
         return False
     if fn.address.function > 0:
@@ -204,7 +205,20 @@ def kernel_multifunction(fn: Function, topology: Topology) -> bool | None:
         return fn.multifunction
     if any(not is_virtfn(topology[s]) for s in topology.slot_siblings(fn.address)):
         return True  # pci_scan_slot only goes past function 0 when it is multifunction
-    return None
+    # Header type not shown (lspci text): no other function in the slot, so single-function.
+    # The bit could in principle be set with no other function present; see MF_ASSUMED.
+    return False
+
+
+#: Wording of the assumption kernel_multifunction makes when the header type is unknown.
+MF_ASSUMED = ("the source does not show its header type; it is taken as single-function because no other "
+              "function exists in its slot")
+
+
+def multifunction_assumed(fn: Function, topology: Topology) -> bool:
+    """True when kernel_multifunction's answer for ``fn`` rests on MF_ASSUMED."""
+    return (fn.multifunction is None and not is_virtfn(fn) and fn.address.function == 0
+            and kernel_multifunction(fn, topology) is False)
 
 
 def unknown_reason(fn: Function) -> str:
@@ -213,6 +227,8 @@ def unknown_reason(fn: Function) -> str:
         return f"the source showed only {fn.config_size} bytes of config space"
     if fn.config_size is not None and fn.config_size < 4096:
         return f"the source showed only {fn.config_size} bytes of config space (no extended capabilities)"
+    if fn.caps.acs is None and fn.caps.aer is None and fn.caps.sriov is None:
+        return "the source showed no extended capabilities for it"
     return "the source did not show it"
 
 
@@ -246,7 +262,13 @@ class AcsEnvironment:
         return cls(present, amd, note)
 
 
-def acs_device(fn: Function, topology: Topology, env: AcsEnvironment) -> tuple[AcsDevice, dict[str, str]]:
+_COMPUTE = object()
+
+
+def acs_device(
+    fn: Function, topology: Topology, env: AcsEnvironment, *,
+    multifunction: object = _COMPUTE, on_root_bus: object = _COMPUTE,
+) -> tuple[AcsDevice, dict[str, str]]:
     """The kernel's view of ``fn`` for the ACS code, and the assumptions it rests on.
 
     * With no IOMMU shown at work, the ACS control registers are taken as the
@@ -268,8 +290,9 @@ def acs_device(fn: Function, topology: Topology, env: AcsEnvironment) -> tuple[A
             notes["std"] = (f"{fn.address}: ACS control taken as the kernel sets it once an IOMMU requests ACS "
                             f"(pci_std_enable_acs turns on {_flag_names(want)}), not as dumped")
     pt = fn.pcie_type
-    probe = AcsDevice(fn.address, fn.vendor_id, fn.device_id, pt, kernel_multifunction(fn, topology),
-                      fn.parent is None and not _on_virtual_bus(fn, topology), acs)
+    mf = kernel_multifunction(fn, topology) if multifunction is _COMPUTE else multifunction
+    root = (fn.parent is None and not _on_virtual_bus(fn, topology)) if on_root_bus is _COMPUTE else on_root_bus
+    probe = AcsDevice(fn.address, fn.vendor_id, fn.device_id, pt, mf, bool(root), acs)  # type: ignore[arg-type]
     pch = spt_ctrl = None
     try:
         if fn.vendor_id == 0x8086 and pci_quirk_intel_pch_acs_match(probe):
@@ -295,10 +318,11 @@ def acs_device(fn: Function, topology: Topology, env: AcsEnvironment) -> tuple[A
 
 def acs_verdict(
     fn: Function, topology: Topology, env: AcsEnvironment, acs_flags: int = REQ_ACS_FLAGS,
-    table: tuple[AcsQuirk, ...] = ACS_QUIRKS,
+    table: tuple[AcsQuirk, ...] = ACS_QUIRKS, *,
+    multifunction: object = _COMPUTE, on_root_bus: object = _COMPUTE,
 ) -> AcsVerdict:
     """``pci_acs_enabled`` for a model Function, carrying the assumption it rests on (if any)."""
-    dev, notes = acs_device(fn, topology, env)
+    dev, notes = acs_device(fn, topology, env, multifunction=multifunction, on_root_bus=on_root_bus)
     v = pci_acs_enabled(dev, acs_flags, table, unknown_reason=unknown_reason(fn))
     note = notes.get(v.quirk) if v.quirk else (notes.get("std") if v.known and dev.acs is not ABSENT else None)
     if v.quirk is None and "pci_quirk_amd_sb_acs" in notes and dev.vendor in (PCI_VENDOR_ID_AMD, PCI_VENDOR_ID_ATI):
@@ -327,6 +351,7 @@ def verdicts(
 
 
 __all__ = [
-    "AcsEnvironment", "AcsVerdict", "REQ_ACS_FLAGS", "acs_device", "acs_verdict", "is_virtfn", "kernel_multifunction",
+    "AcsEnvironment", "AcsVerdict", "MF_ASSUMED", "REQ_ACS_FLAGS", "acs_device", "acs_verdict", "is_virtfn",
+    "kernel_multifunction", "multifunction_assumed",
     "pci_acs_enabled", "pci_acs_flags_enabled", "pci_acs_path_enabled", "unknown_reason", "verdicts",
 ]

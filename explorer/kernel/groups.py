@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping
 
 from ..model import ABSENT, Address, Function, PcieType, Topology
-from .acs import NO_ACS, REQ_ACS_FLAGS, AcsEnvironment, AcsVerdict, acs_verdict, is_virtfn, kernel_multifunction
+from .acs import MF_ASSUMED, NO_ACS, REQ_ACS_FLAGS, AcsEnvironment, AcsVerdict, acs_verdict, is_virtfn, kernel_multifunction
 from .quirks import (
     NO_ALIASES,
     AcsOverride,
@@ -93,11 +93,16 @@ class GroupPrediction:
     no_group: dict[Address, str] = field(default_factory=dict)
     #: The pcie_acs_override value the reported groups were formed with, if any.
     reported_override: str | None = None
-    _why: dict[Address, str] = field(default_factory=dict, repr=False)
+    _sim: "_Simulator | None" = field(default=None, repr=False, compare=False)
 
     def why(self, addr: Address) -> str | None:
-        """One line: how the kernel puts ``addr`` in its group."""
-        return self._why.get(addr)
+        """One line: how the kernel puts ``addr`` in its group (None: not grouped or unknown)."""
+        sim = self._sim
+        if sim is None or addr not in sim.idx:
+            return None
+        i = sim.idx[addr]
+        j = sim.joins[i]
+        return _why_line(sim, i, j) if j is not None else None
 
     def compare(self, reported: Mapping[str, Iterable[Address]]) -> list[Mismatch]:
         """Differences from ``reported`` (label -> members) as set partitions.
@@ -111,7 +116,8 @@ class GroupPrediction:
         pred_of = self.group_of
         # Groups identical on both sides are fine; everything else is linked through shared devices.
         rep_sets = {frozenset(v): k for k, v in rep.items()}
-        bad_rep = {k for k, v in rep.items() if frozenset(v) not in {frozenset(p) for p in pred.values()}}
+        pred_sets = {frozenset(v) for v in pred.values()}
+        bad_rep = {k for k, v in rep.items() if frozenset(v) not in pred_sets}
         bad_pred = {k for k, v in pred.items() if frozenset(v) not in rep_sets}
         out: list[Mismatch] = []
         seen_rep: set[str] = set()
@@ -182,12 +188,7 @@ def _mismatch_message(r: dict[str, tuple[Address, ...]], p: dict[str, tuple[Addr
 
 # ---- helpers ----------------------------------------------------------------------------------
 def _list(addrs: Iterable[Address], limit: int = 6) -> str:
-    items = [str(a) for a in addrs]
-    if len(items) > limit:
-        return ", ".join(items[:limit]) + f" and {len(items) - limit} more"
-    if len(items) >= 2:
-        return ", ".join(items[:-1]) + " and " + items[-1]
-    return items[0] if items else ""
+    return _list_str([str(a) for a in addrs], limit)
 
 
 def _slot_name(a: Address) -> str:
@@ -205,100 +206,168 @@ def _kind(fn: Function | None) -> str:
 
 
 class _Simulator:
+    """pci_device_group over integer device indices (Address hashing is the hot path otherwise)."""
+
     def __init__(self, topology: Topology, assume: frozenset[Address], override: AcsOverride | None) -> None:
         self.t = topology
-        self.fns = topology.functions
+        fns = topology.functions
+        self.addrs: list[Address] = list(fns)
+        self.fnl: list[Function] = list(fns.values())
+        self.idx: dict[Address, int] = {a: i for i, a in enumerate(self.addrs)}
+        n = len(self.addrs)
         self.env = AcsEnvironment.of(topology)
         self.table = acs_table(override)
-        self.assume = assume
+        self.assume = {self.idx[a] for a in assume if a in self.idx}
         self.override = override
-        self._verdict: dict[Address, AcsVerdict] = {}
-        self._path_ok: dict[Address, bool] = {}
-        self._first_alias: dict[Address, Address | None] = {}
-        self._top_bad: dict[Address, Address | None] = {}
-        self._alias: dict[Address, AliasInfo] = {}
-        self._mf: dict[Address, bool | None] = {}
-        self._parent: dict[Address, Address | None] = {}
-        self.gid: dict[Address, int] = {}
-        self.members: list[list[Address]] = []
-        self.joins: dict[Address, _Join] = {}
         self.warnings: dict[str, None] = {}
         self.assumptions: dict[str, None] = {}
-        self.order: dict[Address, int] = {}
-        self.vmd = {d: o for d, o in topology.vmd_domains.items() if o in self.fns}
-        # Devices with a DMA alias mask, per bus (the only ones pci_devs_are_dma_aliases can link).
-        self.masked: dict[tuple[int, int], list[Address]] = {}
-        for a, fn in self.fns.items():
+        idx = self.idx
+        parent = [-1] * n
+        self.vf = [False] * n
+        slots: dict[tuple[int, int, int], list[int]] = {}
+        masked: dict[tuple[int, int], list[int]] = {}
+        self._alias: list[AliasInfo | None] = [None] * n
+        quirked: list[int] = []
+        for i, fn in enumerate(self.fnl):
+            p = fn.parent
+            if p is not None:
+                j = idx.get(p)
+                if j is None:
+                    self.warnings[f"{self.addrs[i]}: its upstream bridge {p} is not in the topology; "
+                                  "treated as on a root bus"] = None
+                else:
+                    parent[i] = j
+            if fn.is_virtfn or fn.physfn is not None:
+                self.vf[i] = True
+            a = self.addrs[i]
+            key = (a.domain, a.bus, a.device)
+            lst = slots.get(key)
+            if lst is None:
+                slots[key] = [i]
+            else:
+                lst.append(i)
             if has_dma_alias_quirk(fn.vendor_id, fn.device_id):
-                info = self.alias_info(a)
-                if info.devfns:
-                    self.masked.setdefault((a.domain, a.bus), []).append(a)
+                quirked.append(i)
+        self.parent = parent
+        #: slot -> its functions, only for slots with more than one function.
+        self.slot_members = {k: v for k, v in slots.items() if len(v) > 1}
+        for i in quirked:
+            if self.alias_info(i).devfns:
+                a = self.addrs[i]
+                masked.setdefault((a.domain, a.bus), []).append(i)
+        self.masked = masked
+        self.vmd: dict[int, int] = {d: idx[o] for d, o in topology.vmd_domains.items() if o in idx}
+        self._verdict: list[AcsVerdict | None] = [None] * n
+        self._vcache: dict[tuple, AcsVerdict] = {}
+        self._path_ok: list[int] = [-1] * n
+        self._first_alias: list[int] = [-2] * n  # -2: not computed; -1: none
+        self._top_bad: list[int] = [-2] * n
+        self._mf: list[object] = [_UNSET] * n
+        self._mf_assumed: set[int] = set()
+        self.gid: list[int] = [-1] * n
+        self.members: list[list[int]] = []
+        self.joins: list[_Join | None] = [None] * n
+        self.order: list[int] = [0] * n
+        self._str: list[str | None] = [None] * n
+
+    def name(self, i: int) -> str:
+        s = self._str[i]
+        if s is None:
+            s = self._str[i] = str(self.addrs[i])
+        return s
+
+    def siblings(self, i: int) -> list[int]:
+        a = self.addrs[i]
+        m = self.slot_members.get((a.domain, a.bus, a.device))
+        return [j for j in m if j != i] if m else []
 
     # ---- kernel facts --------------------------------------------------------------------
-    def kparent(self, a: Address) -> Address | None:
-        """``bus->self`` of the device's bus, skipping virtual buses; None on a root bus."""
-        try:
-            return self._parent[a]
-        except KeyError:
-            pass
-        fn = self.fns[a]
-        p = fn.parent
-        if p is not None and p not in self.fns:
-            self.warnings[f"{a}: its upstream bridge {p} is not in the topology; treated as on a root bus"] = None
-            p = None
-        self._parent[a] = p
-        return p
+    def mf(self, i: int) -> bool | None:
+        """``dev->multifunction`` (see acs.kernel_multifunction)."""
+        v = self._mf[i]
+        if v is not _UNSET:
+            return v  # type: ignore[return-value]
+        fn = self.fnl[i]
+        a = self.addrs[i]
+        r: bool | None
+        if self.vf[i]:
+            r = False
+        elif a.function > 0:
+            r = True
+        elif a.device > 0 and self.parent[i] >= 0 and self.fnl[self.parent[i]].pcie_type in (
+                PcieType.ROOT_PORT, PcieType.SWITCH_DOWNSTREAM):
+            r = True
+        elif fn.multifunction is not None:
+            r = fn.multifunction
+        elif any(not self.vf[j] for j in self.siblings(i)):
+            r = True
+        else:
+            r = False  # header not shown, no other function in the slot: see MF_ASSUMED
+            self._mf_assumed.add(i)
+        self._mf[i] = r
+        return r
 
-    def mf(self, a: Address) -> bool | None:
-        try:
-            return self._mf[a]
-        except KeyError:
-            v = self._mf[a] = kernel_multifunction(self.fns[a], self.t)
-            return v
+    def on_root_bus(self, i: int) -> bool:
+        if self.parent[i] >= 0:
+            return False
+        fn = self.fnl[i]
+        if self.vf[i] and fn.physfn is not None:
+            pf = self.idx.get(fn.physfn)
+            if pf is not None and self.addrs[pf].bus != self.addrs[i].bus:
+                return False  # a VF bus of its own below the root bus
+        return True
 
-    def acs(self, a: Address) -> AcsVerdict:
+    def acs(self, i: int) -> AcsVerdict:
         """``pci_acs_enabled(dev, REQ_ACS_FLAGS)``, memoised, noting unknowns and assumptions."""
-        v = self._verdict.get(a)
+        v = self._verdict[i]
         if v is not None:
             return v
-        if a in self.assume:
+        if i in self.assume:
             v = AcsVerdict(True, "is assumed to isolate with ACS SV, RR, CR and UF enabled (what-if)",
                            hypothetical=True, cause="assumed ACS (what-if)")
         else:
-            v = acs_verdict(self.fns[a], self.t, self.env, REQ_ACS_FLAGS, self.table)
+            fn = self.fnl[i]
+            mf = self.mf(i)
+            root = self.on_root_bus(i)
+            key = (fn.vendor_id, fn.device_id, fn.pcie_type, mf, root, fn.caps.acs, fn.config_size)
+            v = self._vcache.get(key)
+            if v is None:
+                v = acs_verdict(fn, self.t, self.env, REQ_ACS_FLAGS, self.table, multifunction=mf, on_root_bus=root)
+                if v.assumption is None:
+                    self._vcache[key] = v
             if not v.known:
-                self.warnings[f"{a} {v.reason}"] = None
+                self.warnings[f"{self.name(i)} {v.reason}"] = None
+            if v.cause == "single-function" and i in self._mf_assumed:
+                self.assumptions[f"{self.name(i)}: {MF_ASSUMED}"] = None
             if v.assumption:
                 self.assumptions[v.assumption] = None
             if v.hypothetical and self.override is not None:
-                self.assumptions[f"{a} counts as isolated only because of pcie_acs_override={self.override.text} "
-                                 "(out-of-tree patch; what-if)"] = None
-        self._verdict[a] = v
+                self.assumptions[f"{self.name(i)} counts as isolated only because of pcie_acs_override="
+                                 f"{self.override.text} (out-of-tree patch; what-if)"] = None
+        self._verdict[i] = v
         return v
 
-    def alias_info(self, a: Address) -> AliasInfo:
-        info = self._alias.get(a)
+    def alias_info(self, i: int) -> AliasInfo:
+        info = self._alias[i]
         if info is not None:
             return info
-        fn = self.fns[a]
+        fn = self.fnl[i]
         if not has_dma_alias_quirk(fn.vendor_id, fn.device_id):
             info = NO_ALIASES
         else:
-            p = fn.parent
-            pfn = self.fns.get(p) if p is not None else None
-            dev = AliasDevice(a, fn.vendor_id, fn.device_id, fn.subsystem_vendor_id, fn.subsystem_device_id,
-                              fn.class_code, fn.header_type, fn.pcie_type, p is None,
-                              pfn.pcie_type if pfn is not None else None)
+            p = self.parent[i]
+            dev = AliasDevice(self.addrs[i], fn.vendor_id, fn.device_id, fn.subsystem_vendor_id,
+                              fn.subsystem_device_id, fn.class_code, fn.header_type, fn.pcie_type, p < 0,
+                              self.fnl[p].pcie_type if p >= 0 else None)
             info = dma_alias_fixups(dev)
             for u in info.unknown:
-                self.warnings[f"{a}: DMA alias quirk {u} is unknown; no alias assumed"] = None
-        self._alias[a] = info
+                self.warnings[f"{self.name(i)}: DMA alias quirk {u} is unknown; no alias assumed"] = None
+        self._alias[i] = info
         return info
 
-    def bridge_alias(self, t: Address) -> str | None:
+    def bridge_alias(self, t: int) -> str | None:
         """How bridge ``t`` takes over DMA from below in pci_for_each_dma_alias, or None."""
-        fn = self.fns[t]
-        pt = fn.pcie_type
+        pt = self.fnl[t].pcie_type
         if pt in (PcieType.ROOT_PORT, PcieType.SWITCH_UPSTREAM, PcieType.SWITCH_DOWNSTREAM):
             return None
         if pt is PcieType.PCIE_TO_PCI_BRIDGE:
@@ -308,151 +377,161 @@ class _Simulator:
         if pt is PcieType.CONVENTIONAL:
             return "pcie-bridge-alias" if self.alias_info(t).pcie_bridge_alias else "conventional"
         if pt is None:
-            self.warnings[f"{t}: PCIe type unknown, so it is assumed to take over the requester ID of the "
-                          "devices below it (as a conventional PCI bridge would): they share its group"] = None
+            self.warnings[f"{self.name(t)}: PCIe type unknown, so it is assumed to take over the requester ID of "
+                          "the devices below it (as a conventional PCI bridge would): they share its group"] = None
             return "unknown"
-        return None  # other PCIe types: no case in the switch, no alias
+        return None  # other PCIe types: no case in the kernel's switch, no alias
 
-    def first_alias(self, b: Address) -> Address | None:
-        """The first bridge at or above ``b`` that pci_for_each_dma_alias visits (None: none before
-        an XLATE_ROOT bridge or the root bus)."""
+    def first_alias(self, b: int) -> int:
+        """The first bridge at or above ``b`` that pci_for_each_dma_alias visits (-1: none before an
+        XLATE_ROOT bridge or the root bus)."""
         memo = self._first_alias
-        chain: list[Address] = []
-        cur: Address | None = b
-        result: Address | None = None
-        while cur is not None:
-            if cur in memo:
-                result = memo[cur]
+        chain: list[int] = []
+        cur = b
+        result = -1
+        while cur >= 0:
+            m = memo[cur]
+            if m != -2:
+                result = m
                 break
             if self.alias_info(cur).xlate_root:
-                memo[cur] = None
-                result = None
+                memo[cur] = result = -1
                 break
             if self.bridge_alias(cur) is not None:
-                memo[cur] = cur
-                result = cur
+                memo[cur] = result = cur
                 break
             chain.append(cur)
-            cur = self.kparent(cur)
+            cur = self.parent[cur]
         for c in chain:
             memo[c] = result
         return result
 
-    def path_ok(self, a: Address) -> bool:
-        """``pci_acs_path_enabled(a, NULL, REQ_ACS_FLAGS)``, memoised per bridge."""
+    def path_ok(self, a: int) -> bool:
+        """``pci_acs_path_enabled(a, NULL, REQ_ACS_FLAGS)``, memoised per bridge (bottom-up, as the
+        kernel evaluates it, so only the devices it would test are consulted)."""
         memo = self._path_ok
-        r = memo.get(a)
-        if r is not None:
-            return r
-        chain: list[Address] = []
+        r = memo[a]
+        if r >= 0:
+            return bool(r)
+        chain: list[int] = []
         cur = a
         while True:
-            if cur in memo:
-                result = memo[cur]
+            m = memo[cur]
+            if m >= 0:
+                result = m
                 break
             chain.append(cur)
             if not self.acs(cur).isolated:
-                result = False
+                result = 0
                 break
-            up = self.kparent(cur)
-            if up is None:
-                result = True
+            up = self.parent[cur]
+            if up < 0:
+                result = 1
                 break
             cur = up
         for c in chain:
             memo[c] = result
-        return result
+        return bool(result)
 
-    def top_bad(self, a: Address | None) -> Address | None:
-        """The highest bridge at or above ``a`` that is not isolated (None: the path is clean)."""
-        if a is None:
-            return None
+    def top_bad(self, a: int) -> int:
+        """The highest bridge at or above ``a`` that is not isolated (-1: none)."""
         memo = self._top_bad
-        if a in memo:
+        if memo[a] != -2:
             return memo[a]
-        chain: list[Address] = []
-        cur: Address | None = a
-        above: Address | None = None
-        while cur is not None:
-            if cur in memo:
+        chain: list[int] = []
+        cur = a
+        above = -1
+        while cur >= 0:
+            if memo[cur] != -2:
                 above = memo[cur]
                 break
             chain.append(cur)
-            cur = self.kparent(cur)
+            cur = self.parent[cur]
         for c in reversed(chain):
-            if above is None and not self.acs(c).isolated:
+            if above < 0 and not self.acs(c).isolated:
                 above = c
             memo[c] = above
         return memo[a]
 
-    def real_dma_dev(self, a: Address) -> Address:
-        owner = self.vmd.get(a.domain)
-        return owner if owner is not None and owner != a else a
-
     # ---- pci_device_group ----------------------------------------------------------------
-    def device_group(self, d: Address) -> tuple[int | None, _Join]:
+    def device_group(self, d: int) -> tuple[int, _Join]:
         gid = self.gid
-        real = self.real_dma_dev(d)
-        if real != d:
-            g = gid.get(real)
-            if g is not None:
-                return g, _Join("vmd", real)
+        parent = self.parent
+        real = d
+        if self.vmd:
+            owner = self.vmd.get(self.addrs[d].domain)
+            if owner is not None and owner != d:
+                real = owner
+                if gid[real] >= 0:
+                    return gid[real], _Join("vmd", real)
         last = real
-        b = self.kparent(real)
-        while b is not None:
-            t = self.first_alias(b)
-            if t is None:
+        b = parent[real]
+        fa = self._first_alias
+        while b >= 0:
+            t = fa[b]
+            if t == -2:
+                t = self.first_alias(b)
+            if t < 0:
                 break
             last = t
-            g = gid.get(t)
-            if g is not None:
-                return g, _Join("alias-bridge", t)
-            b = self.kparent(t)
+            if gid[t] >= 0:
+                return gid[t], _Join("alias-bridge", t)
+            b = parent[t]
         pdev = last
-        a = self.kparent(pdev)
-        while a is not None:
-            if self.path_ok(a):
+        a = parent[pdev]
+        po = self._path_ok
+        while a >= 0:
+            ok = po[a]
+            if ok == 1 or (ok < 0 and self.path_ok(a)):
                 break
             pdev = a
-            g = gid.get(a)
-            if g is not None:
-                return g, _Join("below", a)
-            a = self.kparent(a)
+            if gid[a] >= 0:
+                return gid[a], _Join("below", a)
+            a = parent[a]
+        # pdev has no group here (else the walk above returned it), so get_pci_alias_group can
+        # only find one through aliases, and get_pci_function_alias_group only through siblings.
+        pa = self.addrs[pdev]
+        has_masked = (pa.domain, pa.bus) in self.masked
+        if not has_masked and (pa.domain, pa.bus, pa.device) not in self.slot_members:
+            return -1, _Join("new", pdev)
         devfns: set[int] = set()
-        hit = self.alias_group(pdev, devfns)
-        if hit is not None:
-            return hit[0], _Join("dma-alias", pdev, hit[1])
+        if has_masked:
+            hit = self.alias_group(pdev, devfns)
+            if hit is not None:
+                return hit[0], _Join("dma-alias", pdev, hit[1])
+        else:
+            devfns.add(pa.devfn)
         hit = self.function_alias_group(pdev, devfns)
         if hit is not None:
             return hit[0], _Join("function", pdev, hit[1])
-        return None, _Join("new", pdev)
+        return -1, _Join("new", pdev)
 
-    def alias_peers(self, a: Address) -> list[Address]:
-        """Devices on ``a``'s bus that ``a`` aliases or that alias ``a`` (pci_devs_are_dma_aliases)."""
-        key = (a.domain, a.bus)
-        masked = self.masked.get(key)
-        mine = self.alias_info(a).devfns
-        if not masked and not mine:
+    def alias_peers(self, i: int) -> list[int]:
+        """Devices on ``i``'s bus that it aliases or that alias it (pci_devs_are_dma_aliases)."""
+        a = self.addrs[i]
+        masked = self.masked.get((a.domain, a.bus))
+        if not masked:
             return []
-        out: set[Address] = set()
+        mine = self.alias_info(i).devfns
+        out: set[int] = set()
         for devfn in mine:
-            o = Address.from_rid(a.domain, a.bus, devfn)
-            if o != a and o in self.fns:
+            o = self.idx.get(Address.from_rid(a.domain, a.bus, devfn))
+            if o is not None and o != i:
                 out.add(o)
-        for o in masked or ():
-            if o != a and a.devfn in self.alias_info(o).devfns:
+        for o in masked:
+            if o != i and a.devfn in self.alias_info(o).devfns:
                 out.add(o)
-        return sorted(out, key=lambda x: self.order.get(x, 1 << 30))
+        return sorted(out, key=self.order.__getitem__)
 
-    def alias_group(self, a: Address, devfns: set[int]) -> tuple[int, Address] | None:
+    def alias_group(self, i: int, devfns: set[int]) -> tuple[int, int] | None:
         """get_pci_alias_group: (group, device that has it)."""
-        if a.devfn in devfns:
+        devfn = self.addrs[i].devfn
+        if devfn in devfns:
             return None
-        devfns.add(a.devfn)
-        g = self.gid.get(a)
-        if g is not None:
-            return g, a
-        for tmp in self.alias_peers(a):
+        devfns.add(devfn)
+        if self.gid[i] >= 0:
+            return self.gid[i], i
+        for tmp in self.alias_peers(i):
             hit = self.alias_group(tmp, devfns)
             if hit is not None:
                 return hit
@@ -461,16 +540,16 @@ class _Simulator:
                 return hit
         return None
 
-    def function_alias_group(self, a: Address, devfns: set[int]) -> tuple[int, Address] | None:
-        """get_pci_function_alias_group."""
-        sibs = self.t.slot_siblings(a)
-        if not sibs:
-            # Nothing to scan; still evaluate nothing (the kernel's result is NULL either way).
+    def function_alias_group(self, i: int, devfns: set[int]) -> tuple[int, int] | None:
+        """get_pci_function_alias_group (for_each_pci_dev order: slot lists are in probe order)."""
+        a = self.addrs[i]
+        slot = self.slot_members.get((a.domain, a.bus, a.device))
+        if not slot:
+            return None  # nothing to scan: NULL either way
+        if self.mf(i) is False or self.acs(i).isolated:
             return None
-        if self.mf(a) is False or self.acs(a).isolated:
-            return None
-        for tmp in sorted(sibs, key=lambda x: self.order.get(x, 1 << 30)):
-            if self.acs(tmp).isolated:
+        for tmp in slot:
+            if tmp == i or self.acs(tmp).isolated:
                 continue
             hit = self.alias_group(tmp, devfns)
             if hit is not None:
@@ -478,147 +557,169 @@ class _Simulator:
         return None
 
     # ---- probe order -----------------------------------------------------------------------
-    def probe_order(self, devices: Iterable[Address]) -> list[Address]:
+    def probe_order(self) -> list[int]:
         """Bus scan order: each bus's devices, then each bridge's subtree; VMD domains after the
         rest (the vmd driver binds later); VFs last, after their PFs (SR-IOV is enabled later)."""
-        wanted = set(devices)
-        kids: dict[Address | None, list[Address]] = {}
-        vfs: list[Address] = []
-        for a, fn in self.fns.items():  # address order
-            if is_virtfn(fn):
-                vfs.append(a)
-                continue
-            kids.setdefault(self.kparent(a), []).append(a)
-        out: list[Address] = []
-        emitted: set[Address] = set()
+        n = len(self.addrs)
+        kids: dict[int, list[int]] = {}
+        roots: list[int] = []
+        vfs: list[int] = []
+        for i in range(n):  # address order
+            if self.vf[i]:
+                vfs.append(i)
+            elif self.parent[i] < 0:
+                roots.append(i)
+            else:
+                kids.setdefault(self.parent[i], []).append(i)
+        out: list[int] = []
+        emitted = [False] * n
 
-        def visit(bus_devs: list[Address]) -> None:
-            stack: list[Iterator[Address]] = []
+        def visit(bus_devs: list[int]) -> None:
             out.extend(bus_devs)
-            emitted.update(bus_devs)
-            stack.append(iter(bus_devs))
+            for x in bus_devs:
+                emitted[x] = True
+            stack: list[Iterator[int]] = [iter(bus_devs)]
             while stack:
                 nxt = next(stack[-1], None)
                 if nxt is None:
                     stack.pop()
                     continue
-                below = [c for c in kids.get(nxt, ()) if c not in emitted]
+                below = [c for c in kids.get(nxt, ()) if not emitted[c]]
                 if below:
                     out.extend(below)
-                    emitted.update(below)
+                    for x in below:
+                        emitted[x] = True
                     stack.append(iter(below))
 
-        roots = kids.get(None, [])
-        buses: dict[tuple[int, int], list[Address]] = {}
-        for a in roots:
-            buses.setdefault((a.domain, a.bus), []).append(a)
+        buses: dict[tuple[int, int], list[int]] = {}
+        for i in roots:
+            a = self.addrs[i]
+            buses.setdefault((a.domain, a.bus), []).append(i)
         for key in sorted(buses, key=lambda k: (k[0] in self.vmd, k)):
             visit(buses[key])
-        # Anything unreachable (a cycle or a dangling parent): address order.
-        for a in self.fns:
-            if a not in emitted and not is_virtfn(self.fns[a]):
-                out.append(a)
-                emitted.add(a)
-        pf_rank = {a: i for i, a in enumerate(out)}
-        vfs.sort(key=lambda v: (pf_rank.get(self.fns[v].physfn, 1 << 30) if self.fns[v].physfn else 1 << 30, v))
+        for i in range(n):  # anything unreachable (a parent cycle): address order
+            if not emitted[i] and not self.vf[i]:
+                out.append(i)
+                emitted[i] = True
+        rank = {i: r for r, i in enumerate(out)}
+
+        def vf_key(v: int) -> tuple[int, int]:
+            pf = self.fnl[v].physfn
+            j = self.idx.get(pf) if pf is not None else None
+            return (rank.get(j, n) if j is not None else n, v)
+
+        vfs.sort(key=vf_key)
         out.extend(vfs)
-        return [a for a in out if a in wanted]
+        return out
 
     # ---- run -------------------------------------------------------------------------------
-    def run(self, no_group: set[Address]) -> dict[Address, tuple[int | None, _Join]]:
-        order = self.probe_order(self.fns)
-        self.order = {a: i for i, a in enumerate(order)}
+    def run(self, no_group: set[int]) -> dict[int, tuple[int, _Join]]:
+        order = self.probe_order()
+        for r, i in enumerate(order):
+            self.order[i] = r
+        for lst in self.slot_members.values():
+            lst.sort(key=self.order.__getitem__)
+        gid = self.gid
+        members = self.members
+        joins = self.joins
         for d in order:
             if d in no_group:
                 continue
             g, j = self.device_group(d)
-            if g is None:
-                g = len(self.members)
-                self.members.append([])
-            self.gid[d] = g
-            self.members[g].append(d)
-            self.joins[d] = j
-        would: dict[Address, tuple[int | None, _Join]] = {}
-        for d in order:
-            if d in no_group:
-                would[d] = self.device_group(d)
-        return would
+            if g < 0:
+                g = len(members)
+                members.append([])
+            gid[d] = g
+            members[g].append(d)
+            joins[d] = j
+        return {d: self.device_group(d) for d in order if d in no_group}
+
+
+_UNSET = object()
 
 
 # ---- explanations ---------------------------------------------------------------------------
 class _Explainer:
     def __init__(self, sim: _Simulator) -> None:
         self.s = sim
-        self._isolating: dict[Address, str] = {}
+        self._isolating: dict[int, str] = {}
+        self._dp_ports: dict[int, list[int]] = {}
 
-    def kind(self, a: Address) -> str:
-        return _kind(self.s.fns.get(a))
+    def kind(self, i: int) -> str:
+        return _kind(self.s.fnl[i])
 
-    def isolating_chain(self, a: Address) -> str:
-        """'0000:00:02.0 is a root port with ACS ... enabled; ...' for every bridge above ``a``."""
-        p = self.s.kparent(a)
-        if p is None:
+    def names(self, items: Iterable[int], limit: int = 6) -> str:
+        return _list_str([self.s.name(i) for i in items], limit)
+
+    def isolating_chain(self, i: int) -> str:
+        """'0000:00:02.0 is a root port with ACS ... enabled; ...' for every bridge above ``i``."""
+        s = self.s
+        p = s.parent[i]
+        if p < 0:
             return ""
         text = self._isolating.get(p)
         if text is None:
             parts = []
-            cur: Address | None = p
-            while cur is not None:
-                parts.append(f"{cur} {self.s.acs(cur).reason}")
-                cur = self.s.kparent(cur)
+            cur = p
+            while cur >= 0:
+                parts.append(f"{s.name(cur)} {s.acs(cur).reason}")
+                cur = s.parent[cur]
             text = "; ".join(parts)
             self._isolating[p] = text
         return text
 
-    def group(self, members: list[Address], would_join: list[Address]) -> list[str]:
+    def group(self, members: list[int], would_join: list[int]) -> list[str]:
         s = self.s
         out: list[str] = []
         seed = members[0]
         j = s.joins[seed]
-        fn = s.fns[seed]
+        assert j is not None
+        sn = s.name(seed)
         # 1. how the group starts
         if j.via != seed:
-            out.append(f"{seed} is below {j.via}, whose path to the root is not isolated and which has no "
-                       f"IOMMU group of its own, so the kernel started a group for {seed}")
-        elif s.kparent(seed) is None:
-            where = f"the root bus of VMD domain {seed.domain:04x}" if seed.domain in s.vmd else "a root bus"
-            out.append(f"{seed} is a {self.kind(seed)} on {where}: no bridge above it, so only DMA aliases "
+            out.append(f"{sn} is below {s.name(j.via)}, whose path to the root is not isolated and which has no "
+                       f"IOMMU group of its own, so the kernel started a group for {sn}")
+        elif s.parent[seed] < 0:
+            dom = s.addrs[seed].domain
+            where = f"the root bus of VMD domain {dom:04x}" if dom in s.vmd else "a root bus"
+            out.append(f"{sn} is a {self.kind(seed)} on {where}: no bridge above it, so only DMA aliases "
                        "and non-isolated functions of its own slot can share its group")
+        elif len(members) == 1:
+            out.append(f"{sn} is isolated: every bridge above it isolates it ({self.isolating_chain(seed)})")
         else:
-            if len(members) == 1:
-                out.append(f"{seed} is isolated: every bridge above it isolates it ({self.isolating_chain(seed)})")
-            else:
-                out.append(f"the path above {seed} is isolated ({self.isolating_chain(seed)})")
-        sibs = s.t.slot_siblings(seed)
-        if sibs and not any(s.joins[m].kind == "function" for m in members if m in s.joins):
-            v = s.acs(seed)
-            others = [x for x in sibs if s.gid.get(x) != s.gid[seed]]
+            out.append(f"the path above {sn} is isolated ({self.isolating_chain(seed)})")
+        sibs = s.siblings(seed)
+        if sibs and not any(s.joins[m].kind == "function" for m in members):  # type: ignore[union-attr]
+            g = s.gid[seed]
+            others = [x for x in sibs if s.gid[x] != g]
             if others:
-                if s.mf(seed) is False and not is_virtfn(fn):
-                    out.append(f"{seed} is not a multifunction device, so the kernel does not merge it with the other "
-                               f"functions of slot {_slot_name(seed)} ({_list(others)})")
-                elif is_virtfn(fn):
-                    out.append(f"{seed} is an SR-IOV VF, never multifunction for the kernel, so it is not merged with "
-                               f"{_list(others)} in slot {_slot_name(seed)}")
-                elif v.isolated:
-                    out.append(f"{seed} {v.reason}, so the kernel keeps it out of the group of its slot siblings "
-                               f"{_list(others)}")
+                slot = _slot_name(s.addrs[seed])
+                if s.vf[seed]:
+                    out.append(f"{sn} is an SR-IOV VF, never multifunction for the kernel, so it is not merged "
+                               f"with {self.names(others)} in slot {slot}")
+                elif s.mf(seed) is False:
+                    out.append(f"{sn} is not a multifunction device, so the kernel does not merge it with the "
+                               f"other functions of slot {slot} ({self.names(others)})")
+                elif s.acs(seed).isolated:
+                    out.append(f"{sn} {s.acs(seed).reason}, so the kernel keeps it out of the group of its slot "
+                               f"siblings {self.names(others)}")
                 else:
                     iso = [x for x in others if s.acs(x).isolated]
                     if iso:
-                        out.append(f"its slot siblings {_list(iso)} are isolated, so they stay out")
+                        out.append(f"its slot siblings {self.names(iso)} are isolated, so they stay out")
         # 2. joins, by cause
-        below: dict[Address | None, list[Address]] = {}
-        func: dict[tuple[int, int, int], list[Address]] = {}
-        bridged: dict[Address, list[Address]] = {}
-        vmd: dict[Address, list[Address]] = {}
-        aliased: list[tuple[Address, _Join]] = []
+        below: dict[int, list[int]] = {}
+        func: dict[tuple[int, int, int], list[int]] = {}
+        bridged: dict[int, list[int]] = {}
+        vmd: dict[int, list[int]] = {}
+        aliased: list[tuple[int, _Join]] = []
         for m in members[1:]:
             jm = s.joins[m]
+            assert jm is not None
             if jm.kind == "below":
                 below.setdefault(s.top_bad(jm.via), []).append(m)
             elif jm.kind == "function":
-                func.setdefault(jm.via.slot, []).append(m)
+                func.setdefault(s.addrs[jm.via].slot, []).append(m)
             elif jm.kind == "alias-bridge":
                 bridged.setdefault(jm.via, []).append(m)
             elif jm.kind == "vmd":
@@ -626,30 +727,33 @@ class _Explainer:
             elif jm.kind == "dma-alias":
                 aliased.append((m, jm))
         for owner, devs in vmd.items():
-            out.append(f"{_list(sorted(devs))} {'are' if len(devs) > 1 else 'is'} in VMD domain {devs[0].domain:04x}: "
-                       f"the kernel issues their DMA as the VMD endpoint {owner} (pci_real_dma_dev), so they share its group")
+            out.append(f"{self.names(sorted(devs))} {'are' if len(devs) > 1 else 'is'} in VMD domain "
+                       f"{s.addrs[devs[0]].domain:04x}: the kernel issues their DMA as the VMD endpoint "
+                       f"{s.name(owner)} (pci_real_dma_dev), so they share its group")
         for br, devs in bridged.items():
             out.append(self.bridged_text(br, sorted(devs)))
-        for slot, devs in func.items():
+        for slot in func:
             out.append(self.function_text(slot, members))
         for top, devs in below.items():
             out.append(self.below_text(top, sorted(devs)))
         for m, jm in aliased:
-            names = ", ".join(s.alias_info(m).quirks + s.alias_info(jm.found or m).quirks) or "DMA alias quirk"
-            out.append(f"{m} and {jm.found} are DMA aliases of each other on one bus ({names}): one group")
+            found = jm.found if jm.found is not None else m
+            names = ", ".join(s.alias_info(m).quirks + s.alias_info(found).quirks) or "a DMA alias quirk"
+            out.append(f"{s.name(m)} and {s.name(found)} are DMA aliases of each other on one bus ({names}): "
+                       "one group")
         for w in would_join:
-            out.append(f"{w} would belong here by pci_device_group, but the kernel gave it no IOMMU group")
+            out.append(f"{s.name(w)} would belong here by pci_device_group, but the kernel gave it no IOMMU group")
         return out
 
-    def bridged_text(self, br: Address, devs: list[Address]) -> str:
+    def bridged_text(self, br: int, devs: list[int]) -> str:
         s = self.s
         kind = s.bridge_alias(br)
-        fn = s.fns[br]
-        sec = fn.bridge.secondary if fn.bridge not in (None, ABSENT) else None  # type: ignore[union-attr]
+        bi = s.fnl[br].bridge
+        sec = bi.secondary if bi is not None and bi is not ABSENT else None  # type: ignore[union-attr]
         rid = f"{sec:02x}:00.0" if sec is not None else "(its secondary bus, 00.0)"
-        verb = "sit" if len(devs) > 1 else "sits"
+        many = len(devs) > 1
         if kind == "pcie-to-pci":
-            how = (f"a PCIe-to-PCI bridge, which issues their DMA with requester ID {rid} (secondary bus, "
+            how = (f"a PCIe-to-PCI bridge, which issues their DMA with requester ID {rid} (its secondary bus, "
                    "device 0 function 0), so the kernel aliases them to the bridge")
         elif kind == "pcie-bridge-alias":
             how = (f"a conventional bridge the kernel treats as PCIe-to-PCI (quirk_use_pcie_bridge_dma_alias): "
@@ -660,13 +764,14 @@ class _Explainer:
             how = "a conventional PCI bridge, which issues their DMA under its own requester ID"
         else:
             how = "a bridge of unknown PCIe type, assumed to take over their requester ID"
-        return f"{_list(devs)} {verb} behind {br}, {how}: {'they share' if len(devs) > 1 else 'it shares'} its group"
+        return (f"{self.names(devs)} {'sit' if many else 'sits'} behind {s.name(br)}, {how}: "
+                f"{'they share' if many else 'it shares'} its group")
 
-    def function_text(self, slot: tuple[int, int, int], members: list[Address]) -> str:
+    def function_text(self, slot: tuple[int, int, int], members: list[int]) -> str:
         s = self.s
-        in_group = [m for m in members if m.slot == slot]
-        first = in_group[0]
-        rest = in_group[1:]
+        in_group = [m for m in members if s.addrs[m].slot == slot]
+        in_group.sort()
+        first, rest = in_group[0], in_group[1:]
         v0 = s.acs(first)
         causes = {s.acs(r).cause for r in rest}
         many = len(rest) > 1
@@ -675,49 +780,72 @@ class _Explainer:
         elif len(causes) == 1:
             why_rest = f"which {'are' if many else 'is'} not isolated either ({causes.pop()})"
         else:
-            why_rest = "which are not isolated either (" + "; ".join(f"{r}: {s.acs(r).cause}" for r in rest) + ")"
-        ports = all(s.fns[m].pcie_type in (PcieType.ROOT_PORT, PcieType.SWITCH_DOWNSTREAM) for m in in_group)
+            why_rest = ("which are not isolated either ("
+                        + "; ".join(f"{s.name(r)}: {s.acs(r).cause}" for r in rest) + ")")
+        ports = all(s.fnl[m].pcie_type in (PcieType.ROOT_PORT, PcieType.SWITCH_DOWNSTREAM) for m in in_group)
         what = ("both ports" if len(in_group) == 2 else "these ports") if ports else (
             "both functions" if len(in_group) == 2 else "these functions")
-        text = (f"{first} {v0.reason} and is a function of slot {_slot_name(first)} together with {_list(rest)}, "
-                f"{why_rest}: {what} and everything below them form one group (get_pci_function_alias_group)")
-        iso = [x for x in s.t.slot_siblings(first) if x not in in_group and s.acs(x).isolated]
-        for x in iso:
-            text += f"; {x} {s.acs(x).reason}, so it stays out"
+        below = any(s.t.children(s.addrs[m]) for m in in_group)
+        text = (f"{s.name(first)} {v0.reason} and is a function of slot {_slot_name(s.addrs[first])} together "
+                f"with {self.names(rest)}, {why_rest}: "
+                + (f"{what} and everything below them form one group" if below else f"{what} share one group")
+                + " (get_pci_function_alias_group)")
+        for x in s.siblings(first):
+            if x not in in_group and s.acs(x).isolated:
+                text += f"; {s.name(x)} {s.acs(x).reason}, so it stays out"
         return text
 
-    def below_text(self, top: Address | None, devs: list[Address]) -> str:
+    def below_text(self, top: int, devs: list[int]) -> str:
         s = self.s
-        if top is None:  # cannot happen: a "below" join needs a non-isolated bridge
-            return f"{_list(devs)} share the group of the bridge above them"
-        v = s.acs(top)
-        verb = "share" if len(devs) > 1 else "shares"
-        text = (f"{top} {v.reason}, so it does not isolate what is below it: {_list(devs)} {verb} its group")
-        fn = s.fns[top]
-        up = s.kparent(top)
-        if (fn.pcie_type is PcieType.SWITCH_DOWNSTREAM and up is not None and s.path_ok(up)
+        many = len(devs) > 1
+        if top < 0:  # cannot happen: a "below" join needs a non-isolated bridge
+            return f"{self.names(devs)} {'share' if many else 'shares'} the group of the bridge above them"
+        text = (f"{s.name(top)} {s.acs(top).reason}, so it does not isolate what is below it: "
+                f"{self.names(devs)} {'share' if many else 'shares'} its group")
+        return text + self.downstream_note(top)
+
+    def downstream_note(self, top: int) -> str:
+        s = self.s
+        up = s.parent[top]
+        if not (s.fnl[top].pcie_type is PcieType.SWITCH_DOWNSTREAM and up >= 0 and s.path_ok(up)
                 and s.mf(top) is False):
-            sibs = [c for c in s.t.children(up) if c != top and s.fns[c].pcie_type is PcieType.SWITCH_DOWNSTREAM]
-            text += (f". Each switch downstream port without ACS still gets a group of its own: pci_device_group "
-                     f"stops at the first bridge whose path to the root is isolated ({up}), and {top} is not "
-                     "multifunction, so nothing merges it with its sibling ports"
-                     + (f" ({_list(sibs)})" if sibs else "")
-                     + " (a proposed kernel rework would merge them; current kernels do not)")
-        return text
+            return ""
+        ports = self._dp_ports.get(up)
+        if ports is None:
+            ports = self._dp_ports[up] = [s.idx[c] for c in s.t.children(s.addrs[up])
+                                          if s.fnl[s.idx[c]].pcie_type is PcieType.SWITCH_DOWNSTREAM]
+        sibs = [c for c in ports[:8] if c != top][:6]
+        more = len(ports) - 1 - len(sibs)
+        names = _list_str([s.name(c) for c in sibs], 6) + (f" and {more} more" if more > 0 else "")
+        return (f". Each switch downstream port without ACS still gets a group of its own: pci_device_group "
+                f"stops at the first bridge whose path to the root is isolated ({s.name(up)}), and "
+                f"{s.name(top)} is not multifunction, so nothing merges it with its sibling ports"
+                + (f" ({names})" if sibs else "")
+                + " (a proposed kernel rework would merge them; current kernels do not)")
 
 
-def _why_line(sim: _Simulator, a: Address, j: _Join) -> str:
+def _list_str(items: list[str], limit: int = 6) -> str:
+    if len(items) > limit:
+        return ", ".join(items[:limit]) + f" and {len(items) - limit} more"
+    if len(items) >= 2:
+        return ", ".join(items[:-1]) + " and " + items[-1]
+    return items[0] if items else ""
+
+
+def _why_line(sim: _Simulator, i: int, j: _Join) -> str:
+    n = sim.name
     if j.kind == "new":
-        return f"{a} starts its group" + (f" (anchored at {j.via})" if j.via != a else "")
+        return f"{n(i)} starts its group" + (f" (anchored at {n(j.via)})" if j.via != i else "")
     if j.kind == "vmd":
-        return f"{a} issues DMA as the VMD endpoint {j.via} and joins its group"
+        return f"{n(i)} issues DMA as the VMD endpoint {n(j.via)} and joins its group"
     if j.kind == "alias-bridge":
-        return f"{a} is behind {j.via}, which takes over its requester ID, and joins its group"
+        return f"{n(i)} is behind {n(j.via)}, which takes over its requester ID, and joins its group"
     if j.kind == "below":
-        return f"{a} is below {j.via}, whose path to the root is not ACS-isolated, and joins its group"
+        return f"{n(i)} is below {n(j.via)}, whose path to the root is not ACS-isolated, and joins its group"
+    found = n(j.found) if j.found is not None else "?"
     if j.kind == "dma-alias":
-        return f"{a} joins the group of its DMA alias {j.found}"
-    return f"{a} joins the group of {j.found}, a non-isolated function in the same slot as {j.via}"
+        return f"{n(i)} joins the group of its DMA alias {found}"
+    return f"{n(i)} joins the group of {found}, a non-isolated function in the same slot as {n(j.via)}"
 
 
 # ---- entry point ---------------------------------------------------------------------------
@@ -747,8 +875,9 @@ def predict_groups(
         assumptions.append(f"what-if: pcie_acs_override={acs_override} (out-of-tree patch, appended last to the "
                            "ACS quirk table; never applies to non-PCIe devices or ones with an ACS capability)")
 
-    any_reported = any(isinstance(fn.iommu_group, str) for fn in topology)
-    no_group = {a for a, fn in topology.functions.items() if any_reported and not isinstance(fn.iommu_group, str)}
+    any_reported = any(isinstance(fn.iommu_group, str) for fn in sim.fnl)
+    no_group = ({i for i, fn in enumerate(sim.fnl) if not isinstance(fn.iommu_group, str)}
+                if any_reported else set())
     if not any_reported:
         assumptions.append("the source shows no IOMMU groups: predicted for an IOMMU that requests ACS")
     would = sim.run(no_group)
@@ -756,44 +885,47 @@ def predict_groups(
     # Labels: the reported label where the predicted group equals a reported one, else p0, p1, ...
     reported = topology.reported_groups if any_reported else {}
     rep_by_set = {frozenset(v): k for k, v in reported.items()}
-    groups_sorted = sorted((sorted(m) for m in sim.members), key=lambda m: m[0])
+    addrs = sim.addrs
+    for m in sim.members:
+        m.sort()  # indices are in address order
+    order = sorted(range(len(sim.members)), key=lambda g: sim.members[g][0])
     used = set(reported)
     groups: dict[str, tuple[Address, ...]] = {}
-    gid_label: dict[int, str] = {}
+    gid_label: list[str] = [""] * len(sim.members)
     n = 0
-    for members in groups_sorted:
-        label = rep_by_set.get(frozenset(members))
+    for g in order:
+        members = tuple(addrs[i] for i in sim.members[g])
+        label = rep_by_set.get(frozenset(members)) if rep_by_set else None
         if label is None:
             while f"p{n}" in used:
                 n += 1
             label = f"p{n}"
             used.add(label)
-        groups[label] = tuple(members)
-        gid_label[sim.gid[members[0]]] = label
-    group_of = {a: gid_label[g] for a, g in sim.gid.items()}
+        groups[label] = members
+        gid_label[g] = label
+    group_of = {addrs[i]: gid_label[g] for i, g in enumerate(sim.gid) if g >= 0}
 
     # no-group devices: what the kernel would have done.
     no_group_text: dict[Address, str] = {}
-    would_join: dict[int, list[Address]] = {}
-    for a in sorted(no_group):
-        g, j = would[a]
-        if g is not None:
-            would_join.setdefault(g, []).append(a)
-            no_group_text[a] = (f"the kernel gave {a} no IOMMU group (the topology shows none while other devices "
-                                f"have one); pci_device_group would put it in group {gid_label[g]}")
+    would_join: dict[int, list[int]] = {}
+    for i in sorted(no_group):
+        g, _ = would[i]
+        head = (f"the kernel gave {sim.name(i)} no IOMMU group (the topology shows none while other devices "
+                "have one); pci_device_group would ")
+        if g >= 0:
+            would_join.setdefault(g, []).append(i)
+            no_group_text[addrs[i]] = head + f"put it in group {gid_label[g]}"
         else:
-            no_group_text[a] = (f"the kernel gave {a} no IOMMU group (the topology shows none while other devices "
-                                "have one); pci_device_group would give it a group of its own")
+            no_group_text[addrs[i]] = head + "give it a group of its own"
     if no_group:
         warnings.append(f"{len(no_group)} device(s) have no IOMMU group in the source while others have one "
-                        f"({_list(sorted(no_group), 4)}): the IOMMU driver did not take them (e.g. host bridges, "
-                        "the AMD IOMMU itself); they are left out of the groups")
+                        f"({_list([addrs[i] for i in sorted(no_group)], 4)}): the IOMMU driver did not take "
+                        "them (e.g. host bridges, the AMD IOMMU itself); they are left out of the groups")
 
     exp = _Explainer(sim)
     explanations: dict[str, list[str]] = {}
-    for g, members in enumerate(sim.members):
-        explanations[gid_label[g]] = exp.group(members, would_join.get(g, []))
-    explanations = {k: explanations[k] for k in groups}
+    for g in order:
+        explanations[gid_label[g]] = exp.group(sim.members[g], would_join.get(g, []))
 
     reported_override = acs_override_in_cmdline(topology.source.kernel_cmdline)
     if reported_override is not None:
@@ -801,7 +933,6 @@ def predict_groups(
                         "(an out-of-tree patch): they are not what a stock kernel forms")
     warnings.extend(sim.warnings)
     assumptions.extend(sim.assumptions)
-    why = {a: _why_line(sim, a, j) for a, j in sim.joins.items()}
     return GroupPrediction(
         groups=groups,
         group_of=group_of,
@@ -811,5 +942,5 @@ def predict_groups(
         warnings=warnings,
         no_group=no_group_text,
         reported_override=reported_override,
-        _why=why,
+        _sim=sim,
     )

@@ -437,6 +437,24 @@ def acs_override_in_cmdline(cmdline: str | None) -> str | None:
     return ",".join(values) if values else None
 
 
+_VENDOR_INDEX: dict[int, tuple[tuple[AcsQuirk, ...], dict[int | None, tuple[AcsQuirk, ...]]]] = {}
+
+
+def _entries_for_vendor(table: tuple[AcsQuirk, ...], vendor: int | None) -> tuple[AcsQuirk, ...]:
+    """The entries of ``table`` that can match ``vendor``, in table order (memoised per table)."""
+    cached = _VENDOR_INDEX.get(id(table))
+    if cached is None or cached[0] is not table:
+        cached = (table, {})
+        if len(_VENDOR_INDEX) > 64:
+            _VENDOR_INDEX.clear()
+        _VENDOR_INDEX[id(table)] = cached
+    per = cached[1]
+    entries = per.get(vendor)
+    if entries is None:
+        entries = per[vendor] = tuple(q for q in table if q.vendor is None or q.vendor == vendor)
+    return entries
+
+
 @dataclass(frozen=True, slots=True)
 class QuirkAnswer:
     """``pci_dev_specific_acs_enabled``: ``ret`` is -ENOTTY, 0 or 1 (None: could not tell)."""
@@ -450,8 +468,8 @@ def pci_dev_specific_acs_enabled(
     dev: AcsDevice, acs_flags: int, table: tuple[AcsQuirk, ...] = ACS_QUIRKS
 ) -> QuirkAnswer:
     """Walk the table in order; the first matching entry returning >= 0 decides."""
-    for q in table:
-        if not q.matches(dev.vendor, dev.device):
+    for q in _entries_for_vendor(table, dev.vendor):
+        if q.device is not None and q.device != dev.device:
             continue
         try:
             ret = q.fn(dev, acs_flags)
@@ -647,9 +665,12 @@ class AliasInfo:
 NO_ALIASES = AliasInfo()
 
 
+_ALIAS_VENDORS = frozenset(v for v, _ in _ALIAS_INDEX)
+
+
 def has_dma_alias_quirk(vendor: int | None, device: int | None) -> bool:
     """Whether any alias fixup is declared for this vendor/device (cheap pre-check)."""
-    return (vendor, device) in _ALIAS_INDEX
+    return vendor in _ALIAS_VENDORS and (vendor, device) in _ALIAS_INDEX
 
 
 def dma_alias_fixups(dev: AliasDevice) -> AliasInfo:
