@@ -368,6 +368,7 @@ def _hostile_cases(tmp_path: Path) -> dict[str, tuple[list, str, str]]:
             "./a/b/c/x",
             "leaves the archive",
         ),
+        "symlink-loop": (_PCI + [_link("./sys/a", "b"), _link("./sys/b", "a")], "./sys/a", "loops"),
         "hardlink-outside": (_PCI + [_link("./sys/hl", "../../../../sentinel.txt", tarfile.LNKTYPE)], "./sys/hl", "hard link"),
         "hardlink-absolute": (_PCI + [_link("./sys/hl", str(tmp_path / "sentinel.txt"), tarfile.LNKTYPE)], "./sys/hl", "absolute"),
         "hardlink-nonmember": (_PCI + [_link("./sys/hl", "./sys/nothing", tarfile.LNKTYPE)], "./sys/hl", "not an earlier regular file"),
@@ -407,7 +408,7 @@ def _assert_refused(archive: Path, root: Path, *words: str) -> SourceError:
     "case",
     [
         "absolute", "dotdot", "dotdot-inner", "symlink-etc-passwd", "symlink-dotdot", "below-symlink", "below-file",
-        "symlink-chain", "hardlink-outside", "hardlink-absolute", "hardlink-nonmember", "char-device",
+        "symlink-chain", "symlink-loop", "hardlink-outside", "hardlink-absolute", "hardlink-nonmember", "char-device",
         "block-device", "fifo", "file-then-link",
     ],
 )

@@ -66,6 +66,7 @@ __all__ = [
     "SnapshotExists",
     "capture",
     "load_snapshot",
+    "zero_serials",
     "is_snapshot",
     "MAX_TOTAL_SIZE",
     "MAX_MEMBERS",
@@ -141,21 +142,25 @@ class CaptureReport:
 # ---- path resolution shared by capture and load ------------------------------------------
 
 
+class _Unresolvable(Exception):
+    """A path that leaves the root, or loops."""
+
+
 def _resolve(
     path: str,
     readlink: Callable[[str], str | None],
     *,
     absolute_from_root: bool,
-) -> str | None:
+) -> str:
     """Expand every symlink in root-relative ``path``, one component at a time.
 
     ``readlink(rel)`` gives a link's target or None for a non-link. Returns the
-    root-relative result, or None when it leaves the root, meets an absolute target
-    (unless ``absolute_from_root``: then it restarts at the root, as the sysfs loader
-    does) or expands more than MAX_HOPS links. Missing components count as plain names,
-    so ``..`` after one is applied lexically (stricter than the kernel).
+    root-relative result. Raises _Unresolvable when the path leaves the root, meets an
+    absolute target (unless ``absolute_from_root``: then it restarts at the root, as the
+    sysfs loader does) or expands more than MAX_HOPS links. Missing components count as
+    plain names, so ``..`` after one is applied lexically (stricter than the kernel).
     """
-    pending = [c for c in reversed(path.split("/"))]
+    pending = list(reversed(path.split("/")))
     done: list[str] = []
     hops = 0
     while pending:
@@ -164,7 +169,7 @@ def _resolve(
             continue
         if comp == "..":
             if not done:
-                return None
+                raise _Unresolvable("leaves the archive")
             done.pop()
             continue
         done.append(comp)
@@ -172,12 +177,14 @@ def _resolve(
         if target is None:
             continue
         hops += 1
-        if hops > MAX_HOPS or target == "":
-            return None
+        if hops > MAX_HOPS:
+            raise _Unresolvable(f"loops (more than {MAX_HOPS} links)")
+        if target == "":
+            raise _Unresolvable("passes through a link with an empty target")
         done.pop()
         if target.startswith("/"):
             if not absolute_from_root:
-                return None
+                raise _Unresolvable("passes through a link to an absolute path")
             done = []
         pending.extend(reversed(target.split("/")))
     return "/".join(done)
@@ -264,7 +271,10 @@ class _Tree:
             return None
 
     def resolve(self, rel: str) -> str | None:
-        return _resolve(rel, self.readlink, absolute_from_root=True)
+        try:
+            return _resolve(rel, self.readlink, absolute_from_root=True)
+        except _Unresolvable:
+            return None
 
     def read(self, rel: str) -> tuple[bytes, int] | None:
         """(content, st_size) of a regular file; None if missing or unreadable (reported)."""
@@ -468,15 +478,16 @@ class _Collector:
     def _drop_escaping_links(self) -> None:
         """Leave out links that load_snapshot would refuse (targets leaving the archive)."""
         while True:
-            bad = [
-                rel
-                for rel, target in self.links.items()
-                if _resolve(f"{posixpath.dirname(rel)}/{target}", self.links.get, absolute_from_root=False) is None
-            ]
+            bad = {}
+            for rel, target in self.links.items():
+                try:
+                    _resolve(f"{posixpath.dirname(rel)}/{target}", self.links.get, absolute_from_root=False)
+                except _Unresolvable as e:
+                    bad[rel] = str(e)
             if not bad:
                 return
-            for rel in bad:
-                self.tree.skip(rel, f"link target {self.links.pop(rel)} leaves the tree")
+            for rel, why in bad.items():
+                self.tree.skip(rel, f"link target {self.links.pop(rel)} {why}")
 
 
 def _umask() -> int:
@@ -722,8 +733,10 @@ def _check_members(tf: tarfile.TarFile, spath: str) -> _Plan:
     for m, rel in plan.members:
         if rel in plan.links:
             target = plan.links[rel]
-            if _resolve(f"{posixpath.dirname(rel)}/{target}", plan.links.get, absolute_from_root=False) is None:
-                raise refuse(m.name, f"symlink target {_q(target)} leaves the archive")
+            try:
+                _resolve(f"{posixpath.dirname(rel)}/{target}", plan.links.get, absolute_from_root=False)
+            except _Unresolvable as e:
+                raise refuse(m.name, f"symlink target {_q(target)} {e}") from None
     # Nothing may lie below a non-directory (writes would go wherever a link points).
     for m, rel in plan.members:
         parent = posixpath.dirname(rel)
@@ -737,7 +750,7 @@ def _check_members(tf: tarfile.TarFile, spath: str) -> _Plan:
 
 def _drain(reader: _CappedReader) -> int:
     """Read to the end (gzip checks its CRC and length there); returns the stream length."""
-    while reader.read(_CHUNK):
+    while reader.read(min(_CHUNK, MAX_RECORD)):
         pass
     return reader.tell()
 
