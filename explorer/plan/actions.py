@@ -101,6 +101,17 @@ def check_uuid(value: Any, field_name: str) -> str:
     return value
 
 
+HOTPLUG_MODES = ("acpi", "native")
+
+
+def check_hotplug_mode(value: Any, field_name: str = "hotplug") -> str | None:
+    if value is None:
+        return None
+    if value not in HOTPLUG_MODES:
+        raise ActionError(f"expected acpi (acpiphp) or native (pciehp), got {value!r}", field_name)
+    return value
+
+
 def parse_size(text: str, field_name: str) -> int:
     """``256``, ``4K``, ``1M``, ``2G``, ``1GiB``: bytes, like the kernel's memparse."""
     m = _SIZE_RE.match(text.strip())
@@ -235,18 +246,23 @@ class HotAdd:
     port: Address
     bars: tuple[BarSpec, ...]
     buses: int = 0
+    #: "acpi" (acpiphp) or "native" (pciehp) when known; None: check both.
+    hotplug: str | None = None
     kind = "hot-add"
 
     def words(self) -> list[str]:
         w = ["hot-add", str(self.port)]
         for b in self.bars:
             w += ["--bar", str(b)]
-        return w + (["--buses", str(self.buses)] if self.buses else [])
+        w += ["--buses", str(self.buses)] if self.buses else []
+        return w + (["--hotplug", self.hotplug] if self.hotplug else [])
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"action": self.kind, "port": str(self.port), "bars": [str(b) for b in self.bars]}
         if self.buses:
             d["buses"] = self.buses
+        if self.hotplug:
+            d["hotplug"] = self.hotplug
         return d
 
 
@@ -307,7 +323,7 @@ USAGE = {
     "assign": "assign BDF --vm NAME [--group]",
     "sriov": "sriov PF --vfs N [--driver NAME]",
     "mdev": "mdev PARENT --type TYPE [--count N] [--vm NAME]",
-    "hot-add": "hot-add PORT --bar KIND:SIZE ... [--buses N]",
+    "hot-add": "hot-add PORT --bar KIND:SIZE ... [--buses N] [--hotplug acpi|native]",
     "hot-remove": "hot-remove BDF",
     "trust": "trust PORT --external|--internal",
     "kernel-param": "kernel-param NAME=VALUE",
@@ -460,8 +476,9 @@ def parse_action(words: list[str]) -> Action:
         vm = w.opt("vm")
         return Mdev(parent, mtype, tuple(given) or new_uuids(count), check_vm(vm) if vm is not None else None)  # type: ignore[arg-type]
     if kind == "hot-add":
-        w.allow(["bar", "buses"])
+        w.allow(["bar", "buses", "hotplug"])
         port = parse_address(w.one_positional("PORT"), "port")
+        mode = check_hotplug_mode(w.opt("hotplug"))
         bars = tuple(parse_bar(b) for b in w.options.get("bar", []))
         buses_s = w.opt("buses")
         buses = check_count(buses_s, "buses", low=0, high=MAX_BUSES) if buses_s is not None else 0
@@ -469,7 +486,7 @@ def parse_action(words: list[str]) -> Action:
             raise ActionError("a device has at most 6 BARs", "bar")
         if not bars and not buses:
             raise ActionError(f"give the device's BARs and/or bus numbers ({w.usage()})", "bar")
-        return HotAdd(port, bars, buses)
+        return HotAdd(port, bars, buses, mode)
     if kind == "hot-remove":
         w.allow([])
         return HotRemove(parse_address(w.one_positional("BDF"), "device"))

@@ -31,6 +31,7 @@ from .actions import (
     Unbind,
     check_count,
     check_driver,
+    check_hotplug_mode,
     check_uuid,
     check_vm,
     _MDEV_TYPE_RE,
@@ -426,7 +427,7 @@ _ACTION_KEYS = {
     "assign": ({"device", "vm"}, {"group"}),
     "sriov": ({"pf", "vfs"}, {"driver"}),
     "mdev": ({"parent", "type", "uuids"}, {"vm"}),
-    "hot-add": ({"port"}, {"bars", "buses"}),
+    "hot-add": ({"port"}, {"bars", "buses", "hotplug"}),
     "hot-remove": ({"device"}, set()),
     "trust": ({"port", "external"}, set()),
     "kernel-param": ({"param"}, set()),
@@ -509,7 +510,8 @@ def _read_action(r: _Reader, node: yaml.Node, fld: str) -> Action:
             raise r.err(node, f"{fld}.bars", "a hot-add needs BARs and/or buses")
         if len(bars) > 6:
             raise r.err(node_of("bars"), f"{fld}.bars", "a device has at most 6 BARs")
-        return HotAdd(addr("port"), tuple(bars), buses)
+        mode = wrap("hotplug", check_hotplug_mode, r.text(node_of("hotplug"), f"{fld}.hotplug")) if "hotplug" in m else None
+        return HotAdd(addr("port"), tuple(bars), buses, mode)
     if kind == "hot-remove":
         return HotRemove(addr("device"))
     if kind == "trust":

@@ -464,45 +464,50 @@ def _hotplug_fit(name: str) -> Callable[..., Any] | None:
     return getattr(hotplug, name, None)
 
 
-def _fit_result(result: Any) -> tuple[bool | None, str]:
-    """Read a fit_* result without knowing its exact type: (fits, explanation)."""
-    if isinstance(result, bool):
-        return result, ""
-    fits = None
-    for attr in ("fits", "ok", "fit"):
-        if hasattr(result, attr):
-            v = getattr(result, attr)
-            fits = v if isinstance(v, bool) or v is None else bool(v)
-            break
-    text = ""
-    for attr in ("reason", "message", "explanation", "summary"):
-        v = getattr(result, attr, None)
-        if isinstance(v, str) and v:
-            text = v
-            break
-    if not text:
-        for attr in ("reasons", "messages", "problems"):
-            v = getattr(result, attr, None)
-            if v:
-                text = "; ".join(str(x) for x in v)
-                break
-    return fits, text
+#: (name, id(topology), args) -> (topology ref, result): fits are simulations of the whole
+#: domain, so each is computed once per topology and reused while a plan is edited.
+_FIT_CACHE: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+_FIT_CACHE_MAX = 64
+
+
+def _cached_fit(name: str, topology: Any, *args: Any, **kw: Any) -> Any:
+    import weakref
+
+    key = (name, id(topology), args, tuple(sorted(kw.items())))
+    hit = _FIT_CACHE.get(key)
+    if hit is not None and hit[0]() is topology:
+        return hit[1]
+    fn = _hotplug_fit(name)
+    if fn is None:
+        return None
+    try:
+        result = fn(topology, *args, **kw)
+    except Exception as e:  # noqa: BLE001 - a fit that cannot run is reported, never fatal
+        result = e
+    if len(_FIT_CACHE) >= _FIT_CACHE_MAX:
+        _FIT_CACHE.pop(next(iter(_FIT_CACHE)))
+    _FIT_CACHE[key] = (weakref.ref(topology), result)
+    return result
 
 
 def _sriov_space(ctx: Context, pf: Function, action: Sriov, i: int) -> Iterator[Finding]:
     sim = ctx.sim
-    fit = _hotplug_fit("fit_sriov")
-    if fit is not None:
-        try:
-            fits, why = _fit_result(fit(sim.base, action.pf, action.vfs))
-        except Exception as e:  # noqa: BLE001 - a fit failure is reported, never fatal
-            fits, why = None, f"fit_sriov failed: {e}"
-        if fits is False:
-            yield ctx.finding("SRIOV-BARS", ERROR, f"{action.vfs} VFs of {action.pf} do not fit: {why}", [action.pf],
-                              "drivers/pci/iov.c sriov_enable; explorer.kernel.hotplug.fit_sriov", i)
+    res = _cached_fit("fit_sriov", sim.base, action.pf, action.vfs)
+    if res is not None and not isinstance(res, Exception):
+        errno = getattr(res, "errno", None)
+        if errno in ("ENOMEM", "EIO"):
+            # The export writes 0 first, so the "already enabled" (-EBUSY) part does not apply.
+            msgs = [m for m in (getattr(res, "messages", ()) or ()) if "already enabled" not in m]
+            why = "; ".join(msgs) or getattr(res, "error", None) or "the kernel refuses"
+            bus = any(not v.bus_ok for v in (getattr(res, "vfs", ()) or ())) or "out of range" in why
+            code = "SRIOV-BUS" if bus else "SRIOV-BARS"
+            fix = "; ".join(r for r in (getattr(res, "remedies", ()) or ()) if "echo 0" not in r)
+            yield ctx.finding(code, ERROR, f"{action.vfs} VFs of {action.pf}: {why}" + (f" (remedies: {fix})" if fix else ""),
+                              [action.pf], "drivers/pci/iov.c sriov_enable (explorer.kernel.hotplug.fit_sriov)", i)
             return
-        if fits is True:
+        if getattr(res, "fits", False) and getattr(res, "certain", True):
             return
+        # EBUSY (the export writes 0 first), ENOENT, ERANGE: other rules say it; check space here.
     sr = pf.caps.sriov
     # Bus numbers: the last VF's bus must be within the PF bus's range (sriov_enable, -ENOMEM).
     if sr.vf_offset is not None and sr.vf_stride is not None:  # type: ignore[union-attr]
@@ -743,18 +748,30 @@ def _hot_add_fit(ctx: Context, port: Function, action: Any, i: int) -> Iterator[
     br = port.bridge
     if not present(br):
         return
-    fit = _hotplug_fit("fit_hotadd")
-    if fit is not None:
-        try:
-            fits, why = _fit_result(fit(sim.base, action.port, [(b.kind, b.size) for b in action.bars], action.buses))
-        except Exception as e:  # noqa: BLE001
-            fits, why = None, f"fit_hotadd failed: {e}"
-        if fits is False:
-            yield ctx.finding("HOTADD-FIT", ERROR, f"the device does not fit at {action.port}: {why}", [action.port],
-                              "drivers/pci/setup-bus.c; explorer.kernel.hotplug.fit_hotadd", i)
+    modes = (action.hotplug,) if action.hotplug else ("acpi", "native")
+    bars = tuple(str(b) for b in action.bars)
+    cmdline = ctx.final_cmdline()
+    results = {m: _cached_fit("fit_hotadd", sim.base, action.port, bars, buses=action.buses, hotplug=m,
+                              kernel_params=cmdline) for m in modes}
+    usable = {m: r for m, r in results.items() if r is not None and not isinstance(r, Exception)}
+    if usable:
+        kern = "drivers/pci/setup-bus.c, setup-res.c; drivers/pci/hotplug (explorer.kernel.hotplug.fit_hotadd)"
+        failed = {m: r for m, r in usable.items() if not r.fits}
+        if not failed:
             return
-        if fits is True:
-            return
+        for m, r in failed.items():
+            bad = [b.reason for b in r.bars if not b.assigned]
+            nb = r.new_bridge
+            bus_fail = nb is not None and not nb.bus_assigned
+            why = "; ".join(bad + ([nb.reason] if bus_fail else [])) or "; ".join(r.messages)
+            fix = "; ".join(r.remedies)
+            text = f"with {m} hotplug ({'acpiphp' if m == 'acpi' else 'pciehp'}) at {action.port}: {why}" + (f" (remedies: {fix})" if fix else "")
+            sev = ERROR if len(failed) == len(usable) else WARNING
+            if sev == WARNING:
+                other = next(x for x in usable if x not in failed)
+                text += f"; it fits with {other} hotplug (give --hotplug to say which this machine uses)"
+            yield ctx.finding("HOTADD-BUS" if bus_fail else "HOTADD-FIT", sev, text, [action.port], kern, i)
+        return
     # Fallback: ACPI hotplug never resizes a window: each BAR needs a free aligned hole in the
     # port's window of its kind (drivers/pci/hotplug/acpiphp_glue.c enable_slot).
     if action.buses:
