@@ -217,6 +217,30 @@ def test_acs_override_in_cmdline_flags_reported_groups(load):
     assert not p.hypothetical  # the prediction itself is a stock kernel's
 
 
+def test_acs_control_as_the_kernel_programs_it_without_iommu():
+    """A dump from a boot without an IOMMU may show ACS control off; the kernel turns on what the
+    capability advertises once an IOMMU requests ACS. With groups in the source, control is as read."""
+    off = AcsCap(0x1D, 0x00)
+    fns = [_rp("00:1c.0", 1, acs=off, vendor=0x1B36, device=0x000C), _rp("00:1c.1", 2, acs=off, vendor=0x1B36,
+                                                                       device=0x000C),
+           _ep("01:00.0", "00:1c.0", 0x144D, 0xA808), _ep("02:00.0", "00:1c.1", 0x144D, 0xA808)]
+    fns = [dataclasses.replace(f, multifunction=True) if f.address.bus == 0 else f for f in fns]
+    p = predict_groups(Topology.build(fns, source=SourceInfo("lspci", "x", iommu_present=False)))
+    assert p.group_of[A("01:00.0")] != p.group_of[A("02:00.0")]
+    assert any("pci_std_enable_acs" in a and "0000:00:1c.0" in a for a in p.assumptions)
+    with_groups = [dataclasses.replace(f, iommu_group="7") for f in fns]
+    q = predict_groups(Topology.build(with_groups))
+    assert q.group_of[A("01:00.0")] == q.group_of[A("02:00.0")] == q.group_of[A("00:1c.1")]
+    assert not any("pci_std_enable_acs" in a for a in q.assumptions)
+    assert "does not enable SV, RR, CR and UF" in " ".join(q.explanations[q.group_of[A("01:00.0")]])
+
+
+def test_override_that_overrides_nothing_is_warned(load):
+    p = predict_groups(load("rp-noacs"), acs_override="bogus")
+    assert p.hypothetical and any("overrides nothing" in w for w in p.warnings)
+    assert _partition(p.groups) == _partition(load("rp-noacs").reported_groups)
+
+
 # ---- compare: set partitions, labels are not keys -----------------------------------------------
 def test_compare_is_by_partition(load):
     t = load("switch")

@@ -28,7 +28,7 @@ worked out, and reported in ``no_group``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Iterator, Mapping, NamedTuple
 
 from ..model import ABSENT, Address, Function, PcieType, Topology
 from .acs import MF_ASSUMED, NO_ACS, REQ_ACS_FLAGS, AcsEnvironment, AcsVerdict, acs_verdict, is_virtfn, kernel_multifunction
@@ -65,8 +65,7 @@ class Mismatch:
         return self.message
 
 
-@dataclass(frozen=True, slots=True)
-class _Join:
+class _Join(NamedTuple):
     """How one device got its group (one step of pci_device_group)."""
 
     kind: str  # "new", "vmd", "alias-bridge", "below", "dma-alias", "function"
@@ -268,6 +267,8 @@ class _Simulator:
         self.members: list[list[int]] = []
         self.joins: list[_Join | None] = [None] * n
         self.order: list[int] = [0] * n
+        #: bridge -> the non-VF functions below it (filled by probe_order)
+        self.kids: dict[int, list[int]] = {}
         self._str: list[str | None] = [None] * n
 
     def name(self, i: int) -> str:
@@ -491,7 +492,7 @@ class _Simulator:
         # pdev has no group here (else the walk above returned it), so get_pci_alias_group can
         # only find one through aliases, and get_pci_function_alias_group only through siblings.
         pa = self.addrs[pdev]
-        has_masked = (pa.domain, pa.bus) in self.masked
+        has_masked = bool(self.masked) and (pa.domain, pa.bus) in self.masked
         if not has_masked and (pa.domain, pa.bus, pa.device) not in self.slot_members:
             return -1, _Join("new", pdev)
         devfns: set[int] = set()
@@ -571,6 +572,7 @@ class _Simulator:
                 roots.append(i)
             else:
                 kids.setdefault(self.parent[i], []).append(i)
+        self.kids = kids
         out: list[int] = []
         emitted = [False] * n
 
@@ -648,7 +650,10 @@ class _Explainer:
     def kind(self, i: int) -> str:
         return _kind(self.s.fnl[i])
 
-    def names(self, items: Iterable[int], limit: int = 6) -> str:
+    def names(self, items: list[int], limit: int = 6) -> str:
+        more = len(items) - limit
+        if more > 0:
+            return ", ".join(self.s.name(i) for i in items[:limit]) + f" and {more} more"
         return _list_str([self.s.name(i) for i in items], limit)
 
     def isolating_chain(self, i: int) -> str:
@@ -785,7 +790,7 @@ class _Explainer:
         ports = all(s.fnl[m].pcie_type in (PcieType.ROOT_PORT, PcieType.SWITCH_DOWNSTREAM) for m in in_group)
         what = ("both ports" if len(in_group) == 2 else "these ports") if ports else (
             "both functions" if len(in_group) == 2 else "these functions")
-        below = any(s.t.children(s.addrs[m]) for m in in_group)
+        below = any(m in s.kids for m in in_group)
         text = (f"{s.name(first)} {v0.reason} and is a function of slot {_slot_name(s.addrs[first])} together "
                 f"with {self.names(rest)}, {why_rest}: "
                 + (f"{what} and everything below them form one group" if below else f"{what} share one group")
@@ -812,8 +817,8 @@ class _Explainer:
             return ""
         ports = self._dp_ports.get(up)
         if ports is None:
-            ports = self._dp_ports[up] = [s.idx[c] for c in s.t.children(s.addrs[up])
-                                          if s.fnl[s.idx[c]].pcie_type is PcieType.SWITCH_DOWNSTREAM]
+            ports = self._dp_ports[up] = [c for c in s.kids.get(up, ())
+                                          if s.fnl[c].pcie_type is PcieType.SWITCH_DOWNSTREAM]
         sibs = [c for c in ports[:8] if c != top][:6]
         more = len(ports) - 1 - len(sibs)
         names = _list_str([s.name(c) for c in sibs], 6) + (f" and {more} more" if more > 0 else "")
@@ -871,6 +876,9 @@ def predict_groups(
             warnings.append(f"assume_acs: {a} is not in the topology; ignored")
         else:
             assumptions.append(f"what-if: {a} is assumed to have ACS SV, RR, CR and UF enabled")
+    if override is not None and not override.active:
+        warnings.append(f"pcie_acs_override={acs_override} names no downstream, multifunction or id: option; "
+                        "it overrides nothing")
     if override is not None:
         assumptions.append(f"what-if: pcie_acs_override={acs_override} (out-of-tree patch, appended last to the "
                            "ACS quirk table; never applies to non-PCIe devices or ones with an ACS capability)")
