@@ -4,6 +4,8 @@ format, the three-way unknown/absent/present distinction, and one-line errors.""
 from __future__ import annotations
 
 import re
+import shutil
+import tarfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -123,6 +125,44 @@ def test_capture_bus_ranges_of_hot_added_bridges_roundtrip(unpacked):
     for name in ("hotplug-acpi-bridge-bus3", "hotplug-acpi-shpc-bridge-bus0", "hotplug-native-bridge-bus0"):
         t = load_sysfs(unpacked(name))
         assert_same(t, roundtrip(t))
+
+
+HWLOC = sorted((REPO / "tests" / "fixtures" / "hwloc").glob("*.tar.bz2"))
+
+
+@pytest.mark.parametrize("archive", HWLOC, ids=[p.name for p in HWLOC])
+def test_hwloc_machine_roundtrip(archive, tmp_path):
+    """Other real machines' sysfs (read without root: capabilities unknown)."""
+    with tarfile.open(archive) as tf:
+        tf.extractall(tmp_path, filter="tar")
+    (top,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    t = load_sysfs(top)
+    text = dump_yaml(t)
+    assert_same(t, load_yaml_text(text))
+    assert dump_yaml(load_yaml_text(text)) == text
+
+
+def test_sysfs_vmd_domain_nests_under_its_endpoint(unpacked, tmp_path):
+    """A VMD endpoint with its domain's root bus below it in sysfs (as vmd.c lays it out)."""
+    root = tmp_path / "root"
+    shutil.copytree(unpacked("base"), root, symlinks=True)
+    top = root / "sys/devices/pci0000:00"
+    vmd = top / "0000:00:0e.0"
+    shutil.copytree(top / "0000:00:1f.2", vmd, symlinks=True)
+    (vmd / "domain").symlink_to("pci10000:e0/pci_bus/10000:e0")
+    nested = vmd / "pci10000:e0" / "10000:e0:17.0"
+    shutil.copytree(top / "0000:00:1f.2", nested, symlinks=True)
+    bus = root / "sys/bus/pci/devices"
+    (bus / "0000:00:0e.0").symlink_to("../../../devices/pci0000:00/0000:00:0e.0")
+    (bus / "10000:e0:17.0").symlink_to("../../../devices/pci0000:00/0000:00:0e.0/pci10000:e0/10000:e0:17.0")
+    t = load_sysfs(root)
+    assert t.host_bridge(0x10000, 0xE0).vmd_owner == Address.parse("0000:00:0e.0")
+    assert t["0000:00:0e.0"].vmd_domain in (None, 0x10000)  # depends on how sysfs.py reads the link
+    text = dump_yaml(t)
+    block = text[text.index('address: "0000:00:0e.0"'):]
+    assert re.search(r'vmd:\n(\s+domain: "10000"\n)?\s+root-bus: "10000:e0"\n\s+devices:\n\s+- address: "10000:e0:17.0"', block)
+    assert "vmd-owner" not in text
+    assert_same(t, load_yaml_text(text))
 
 
 @pytest.mark.skipif(not has_pci("/"), reason="this machine shows no PCI devices")
@@ -314,14 +354,17 @@ defaults:
   numa-node: 0
   driver: none
   is-virtfn: false
+  caps: none
 devices:
   - {address: "00:01.0", ids: "8086:1234"}
-  - {address: "00:02.0", ids: "8086:1234", numa-node: null, driver: e1000e}
+  - {address: "00:02.0", ids: "8086:1234", numa-node: null, driver: e1000e, caps: null}
   - {address: "00:03.0", ids: "8086:1234", physfn: "00:01.0"}
 """
     )
     assert t["0000:00:01.0"].numa_node == 0 and t["0000:00:01.0"].driver is ABSENT
     assert t["0000:00:02.0"].numa_node is None and t["0000:00:02.0"].driver == "e1000e"
+    assert t["0000:00:01.0"].caps.acs is ABSENT
+    assert t["0000:00:02.0"].caps == Capabilities()  # unknown capabilities, despite the default
     assert t["0000:00:01.0"].is_virtfn is False and t["0000:00:03.0"].is_virtfn is True
 
 
@@ -751,7 +794,18 @@ def _function(draw, addr, others):
 @st.composite
 def _topology(draw):
     addrs = sorted(draw(st.sets(_addr, min_size=1, max_size=8)))
-    fns = [draw(_function(a, addrs)) for a in addrs]
+    # A few distinct functions repeated at several addresses, so that values are shared
+    # (the writer lifts them into defaults:) and some differ (written, or null).
+    pool = [draw(_function(a, addrs)) for a in addrs[: draw(st.integers(1, 3))]]
+    fns = []
+    linked = st.one_of(st.sampled_from(addrs), _addr)
+    for a in addrs:
+        base = draw(st.sampled_from(pool))
+        fns.append(replace(
+            base, address=a, parent=draw(st.one_of(st.none(), linked)), physfn=draw(st.one_of(st.none(), linked)),
+            virtfns=tuple(draw(st.lists(linked, max_size=3, unique=True))),
+            is_virtfn=draw(st.sampled_from([base.is_virtfn, None, True, False])),
+        ))
     keys = draw(st.sets(st.tuples(st.sampled_from([0, 1, 0x10000]), _u(3)), max_size=4))
     hbs = [HostBridge(d, b, draw(_opt(st.tuples(_u(3), st.integers(3, 255)))), draw(_opt(st.lists(_window(), max_size=2).map(tuple))),
                       draw(st.one_of(st.none(), st.sampled_from(addrs), _addr))) for d, b in sorted(keys)]

@@ -710,6 +710,8 @@ class _Parser:
     def fn_value(self, key: str, node: Node, field: str, addr: Address | None) -> dict[str, Any]:
         """Parse the value of a (non-structural) function key into Function attributes."""
         if self.is_null(node):
+            if key == "caps":
+                return {"caps": Capabilities()}  # the model's "nothing known" for capabilities
             return {a: None for a in _KEY_ATTRS[key]}
         if key in ("ids", "subsystem"):
             raw = self.scalar(node, field, "IDs like 8086:10d3")
