@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, NamedTuple
 
 from ..model import ABSENT, Address, Function, PcieType, Topology
-from .acs import MF_ASSUMED, NO_ACS, REQ_ACS_FLAGS, AcsEnvironment, AcsVerdict, acs_verdict, is_virtfn, kernel_multifunction
+from .acs import MF_ASSUMED, NO_ACS, REQ_ACS_FLAGS, AcsEnvironment, AcsVerdict, acs_verdict
 from .quirks import (
     NO_ALIASES,
     AcsOverride,
@@ -39,7 +39,6 @@ from .quirks import (
     AliasInfo,
     acs_override_in_cmdline,
     acs_table,
-    devfn_str,
     dma_alias_fixups,
     has_dma_alias_quirk,
 )
@@ -69,11 +68,11 @@ class _Join(NamedTuple):
     """How one device got its group (one step of pci_device_group)."""
 
     kind: str  # "new", "vmd", "alias-bridge", "below", "dma-alias", "function"
-    #: The anchor (new), the VMD endpoint, the aliasing bridge, the anchoring bridge,
-    #: or the device whose alias/function scan found the group.
-    via: Address
+    #: Device index: the anchor (new), the VMD endpoint, the aliasing bridge, the
+    #: anchoring bridge, or the device whose alias/function scan found the group.
+    via: int
     #: For dma-alias/function: the device whose existing group was found.
-    found: Address | None = None
+    found: int | None = None
 
 
 @dataclass
@@ -114,47 +113,32 @@ class GroupPrediction:
         pred = self.groups
         pred_of = self.group_of
         # Groups identical on both sides are fine; everything else is linked through shared devices.
-        rep_sets = {frozenset(v): k for k, v in rep.items()}
+        rep_sets = {frozenset(v) for v in rep.values()}
         pred_sets = {frozenset(v) for v in pred.values()}
-        bad_rep = {k for k, v in rep.items() if frozenset(v) not in pred_sets}
-        bad_pred = {k for k, v in pred.items() if frozenset(v) not in rep_sets}
+        starts = [("r", k) for k, v in rep.items() if frozenset(v) not in pred_sets]
+        starts += [("p", k) for k, v in pred.items() if frozenset(v) not in rep_sets]
+        starts.sort(key=lambda sk: ((rep if sk[0] == "r" else pred)[sk[1]][:1], sk))
         out: list[Mismatch] = []
-        seen_rep: set[str] = set()
-        seen_pred: set[str] = set()
-        for start in sorted(bad_rep | {f"\0{k}" for k in bad_pred}, key=_mismatch_key(rep, pred)):
-            side, label = ("p", start[1:]) if start.startswith("\0") else ("r", start)
-            if (side == "r" and label in seen_rep) or (side == "p" and label in seen_pred):
+        seen: set[tuple[str, str]] = set()
+        for first in starts:
+            if first in seen:
                 continue
-            comp_rep: set[str] = set()
-            comp_pred: set[str] = set()
-            stack = [(side, label)]
+            comp: set[tuple[str, str]] = set()
+            stack = [first]
             while stack:
-                s, lab = stack.pop()
-                if s == "r":
-                    if lab in comp_rep:
-                        continue
-                    comp_rep.add(lab)
-                    for a in rep[lab]:
-                        if a in pred_of:
-                            stack.append(("p", pred_of[a]))
+                node = stack.pop()
+                if node in comp:
+                    continue
+                comp.add(node)
+                side, label = node
+                if side == "r":
+                    stack.extend(("p", pred_of[a]) for a in rep[label] if a in pred_of)
                 else:
-                    if lab in comp_pred:
-                        continue
-                    comp_pred.add(lab)
-                    for a in pred[lab]:
-                        if a in rep_of:
-                            stack.append(("r", rep_of[a]))
-            seen_rep |= comp_rep
-            seen_pred |= comp_pred
-            r = {k: rep[k] for k in sorted(comp_rep, key=_label_key)}
-            p = {k: pred[k] for k in sorted(comp_pred, key=_label_key)}
-            out.append(Mismatch(r, p, _mismatch_message(r, p, self.no_group)))
-        # Devices the kernel grouped that the prediction says it would not (no_group).
-        for a, k in sorted(rep_of.items()):
-            if a not in pred_of and k not in seen_rep:
-                seen_rep.add(k)
-                out.append(Mismatch({k: rep[k]}, {}, f"reported group {k} ({_list(rep[k])}) holds devices "
-                                                     "the prediction does not group"))
+                    stack.extend(("r", rep_of[a]) for a in pred[label] if a in rep_of)
+            seen |= comp
+            r = {k: rep[k] for k in sorted((k for sd, k in comp if sd == "r"), key=_label_key)}
+            p = {k: pred[k] for k in sorted((k for sd, k in comp if sd == "p"), key=_label_key)}
+            out.append(Mismatch(r, p, _mismatch_message(r, p)))
         return out
 
     def matches(self, reported: Mapping[str, Iterable[Address]]) -> bool:
@@ -165,19 +149,13 @@ def _label_key(label: str) -> tuple[int, int | str]:
     return (0, int(label)) if label.isdigit() else (1, label)
 
 
-def _mismatch_key(rep: dict[str, tuple[Address, ...]], pred: dict[str, tuple[Address, ...]]):
-    def key(s: str) -> tuple:
-        members = pred[s[1:]] if s.startswith("\0") else rep[s]
-        return (members[0] if members else Address(0, 0, 0, 0), s)
-    return key
-
-
-def _mismatch_message(r: dict[str, tuple[Address, ...]], p: dict[str, tuple[Address, ...]],
-                      no_group: dict[Address, str]) -> str:
+def _mismatch_message(r: dict[str, tuple[Address, ...]], p: dict[str, tuple[Address, ...]]) -> str:
     rs = "; ".join(f"{k}: {_list(v)}" for k, v in r.items()) or "none"
     ps = "; ".join(f"{k}: {_list(v)}" for k, v in p.items()) or "none"
     if not r:
         return f"predicted {ps}, but the kernel reported no group for these devices"
+    if not p:
+        return f"the kernel reported {rs}, but the prediction groups none of these devices"
     if len(r) == 1 and len(p) > 1:
         return f"the kernel formed one group ({rs}) that the prediction splits ({ps})"
     if len(p) == 1 and len(r) > 1:
