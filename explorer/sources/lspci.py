@@ -123,7 +123,8 @@ _REG_KEY_RE = re.compile(r"[A-Za-z][A-Za-z0-9 ]*:")
 _EXPRESS_RE = re.compile(r"^Express (?:\(v(\d+)\) )?(.*?)(?:, (?:MSI|IntMsgNum)\b.*)?$")
 _SPEED_RE = re.compile(r"Speed (?:([0-9.]+)GT/s|unknown)")
 _WIDTH_RE = re.compile(r"Width x(\d+)")
-_SLOTNUM_RE = re.compile(r"Slot #(\d+)")
+#: "Slot #12" (decimal); pciutils before 3.x printed "Slot #%3x" ("Slot # 40" is 0x40).
+_SLOTNUM_RE = re.compile(r"Slot #( *)([0-9a-fA-F]+)")
 _NEXTFN_RE = re.compile(r"Next Function: (\d+)")
 _ATS_DEPTH_RE = re.compile(r"Invalidate Queue Depth: ([0-9a-fA-F]+)")
 _ATS_STU_RE = re.compile(r"Smallest Translation Unit: ([0-9a-fA-F]+)")
@@ -952,8 +953,13 @@ class _Parser:
             if sltcap is not None:
                 fl = _flags(sltcap)
                 m2 = _SLOTNUM_RE.search(sltcap)
-                f["slot"] = SlotInfo(number=int(m2.group(1)) if m2 else None,
-                                     hotplug=fl.get("HotPlug"), surprise=fl.get("Surprise"))
+                number = None
+                if m2:
+                    digits = m2.group(2)
+                    old_hex = bool(m2.group(1)) or not digits.isdigit()
+                    number = int(digits, 16 if old_hex else 10)
+                surprise = fl.get("Surprise", fl.get("Surpise"))  # old pciutils misspelt it
+                f["slot"] = SlotInfo(number=number, hotplug=fl.get("HotPlug"), surprise=surprise)
             else:
                 f["slot"] = SlotInfo()
         # Link
@@ -1066,7 +1072,7 @@ class _Parser:
         mismatches: list[str] = []
 
         def check(name: str, text_v: object, hex_v: object) -> None:
-            if text_v is not None and hex_v is not None and text_v != hex_v:
+            if not _agree(text_v, hex_v):
                 mismatches.append(f"{name} (text {_show(text_v)}, hex {_show(hex_v)})")
 
         for name in ("vendor_id", "device_id", "subsystem_vendor_id", "subsystem_device_id", "class_code",
@@ -1342,10 +1348,21 @@ def _all_absent() -> Capabilities:
     return Capabilities(**_ALL_ABSENT_KW)  # type: ignore[arg-type]
 
 
+def _agree(a: object, b: object) -> bool:
+    """Equal where both are known: None (here or in any field of a fact) matches anything."""
+    if a is None or b is None:
+        return True
+    if type(a) is type(b) and hasattr(a, "__dataclass_fields__"):
+        return all(_agree(getattr(a, n), getattr(b, n)) for n in a.__dataclass_fields__)  # type: ignore[attr-defined]
+    return a == b
+
+
 def _merge_bars(hex_bars: tuple[Bar, ...] | None, text_bars: tuple[Bar, ...] | None) -> tuple[Bar, ...] | None:
     if hex_bars is None:
         return text_bars
     by_text = {b.index: b for b in text_bars or ()}
+    # The upper half of a 64-bit BAR is no BAR of its own, whatever the text shows.
+    upper = {b.index + 1 for b in hex_bars if b.kind.is_64bit}
     out: dict[int, Bar] = {}
     for hb in hex_bars:
         tb = by_text.get(hb.index)
@@ -1358,7 +1375,8 @@ def _merge_bars(hex_bars: tuple[Bar, ...] | None, text_bars: tuple[Bar, ...] | N
         out[hb.index] = replace(hb, start=start, unassigned=unassigned,
                                 size=tb.size if tb.size is not None else hb.size, disabled=tb.disabled)
     for tb in text_bars or ():
-        out.setdefault(tb.index, tb)
+        if tb.index not in upper:
+            out.setdefault(tb.index, tb)
     return tuple(out[i] for i in sorted(out))
 
 
