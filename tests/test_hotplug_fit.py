@@ -291,6 +291,12 @@ def test_parse_bar_spec_errors(text, needle):
         parse_bar_spec(text)
 
 
+def test_bar_spec_text_round_trips():
+    for text in ("pref64:1G", "2:pref64:1G", "io:32", "mem32:256", "mem64:4K", "rom:64K"):
+        assert str(parse_bar_spec(text)) == text
+        assert parse_bar_spec(str(parse_bar_spec(text))) == parse_bar_spec(text)
+
+
 def test_bar_numbers_follow_listing_order_and_64bit_width():
     specs = normalize_bars(["mem32:256", "pref64:1G", "io:32", "rom:64K"])
     assert [(s.index, s.kind) for s in specs] == [(0, "mem32"), (1, "pref64"), (3, "io"), (6, "rom")]

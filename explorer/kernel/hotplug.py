@@ -1271,7 +1271,7 @@ class BarSpec:
 
     def __str__(self) -> str:
         pre = f"{self.index}:" if self.index is not None else ""
-        return f"{pre}{self.kind}:{fmt_size(self.size).replace(' ', '')}"
+        return f"{pre}{self.kind}:{_size_arg(self.size)}"
 
 
 _BAR_KINDS = ("io", "mem32", "mem64", "pref32", "pref64", "rom")
@@ -1649,6 +1649,11 @@ def _simulate(topology: Topology, port: Address, specs: list[BarSpec], buses: in
         return FitResult(False, tuple(BarOutcome(s.index, s.kind, s.size, False, None, None, reason) for s in specs),  # type: ignore[arg-type]
                          (), port, mode, (), before, before, None, None, True, tuple(warnings), (), None, kp)
     port_bus = (pbus.busn_start, pbus.busn_end)
+    pslot = topology.functions[port].slot
+    if not pdev.is_hotplug_bridge and (pslot is None or (present(pslot) and pslot.hotplug is None)):  # type: ignore[union-attr]
+        pdev.is_hotplug_bridge = True
+        warnings.append(f"the source does not say whether {port}'s slot is hotplug capable; assumed it is "
+                        "(is_hotplug_bridge: the hotplug reserves apply to its windows)")
     if not pdev.is_hotplug_bridge:
         if mode == "native":
             warnings.append(f"{port} has no hotplug-capable slot (SltCap HotPlug-): pciehp does not manage it, "
@@ -1665,6 +1670,9 @@ def _simulate(topology: Topology, port: Address, specs: list[BarSpec], buses: in
                         "skipping hot-add")
         return FitResult(False, tuple(BarOutcome(s.index, s.kind, s.size, False, None, None, reason) for s in specs),  # type: ignore[arg-type]
                          (), port, mode, tuple(msgs), before, before, port_bus, None, True, tuple(warnings), (), None, kp)
+
+    existing = {(d.name, idx): (r.start, r.end, r.parent is not None)
+                for d in m.devs.values() for idx, r in d.res.items() if r.flags and r.parent is not None}
 
     # --- the new device (pci_scan_slot) ---
     new = KDev(name=f"{port.domain:04x}:{pbus.number:02x}:00.0", bus=pbus, devfn=0,
@@ -1797,8 +1805,25 @@ def _simulate(topology: Topology, port: Address, specs: list[BarSpec], buses: in
     fits = all(o.assigned for o in outcomes) and (nb is None or nb.bus_assigned) and oops is None and certain
     for k in ("io", "mem", "pref"):
         if before[k] is not None and after[k] is None:
-            warnings.append(f"{port} loses its {k} window {before[k][0]:#x}-{before[k][1]:#x}: a failed native re-size "
+            lead = f"{port} loses" if certain else f"if the parent has no room, {port} loses"
+            warnings.append(f"{lead} its {k} window {before[k][0]:#x}-{before[k][1]:#x}: a failed native re-size "
                             "leaves the port without it (until the device is removed and the port re-sized, or reboot)")
+    moved = []
+    for d in m.devs.values():
+        if d is pdev:
+            continue
+        for idx, r in d.res.items():
+            was = existing.get((d.name, idx))
+            if was is None:
+                continue
+            now = (r.start, r.end, r.parent is not None and bool(r.flags))
+            if now != was:
+                what = f"{d.name} {res_name(idx)}" + (f" {_WIN_SHORT[idx]}" if idx in _WIN_SHORT else "")
+                moved.append(f"{what} [{was[0]:#x}-{was[1]:#x}] -> "
+                             + (f"[{now[0]:#x}-{now[1]:#x}]" if now[2] else "unassigned"))
+    if moved:
+        warnings.append("resources of devices already present move or are lost (the kernel does not check whether "
+                        "they are in use): " + "; ".join(moved))
     if collateral:
         warnings.append("the kernel also releases windows of other bridges (the port's own window failed in the first "
                         "try, so the release starts at its parent bus): " + "; ".join(collateral))
