@@ -171,7 +171,8 @@ def test_host_critical(unpacked, noacs):
     assert "HOST-CRITICAL" not in codes(one)
     both = check(plan_of(t, *[["assign", str(n), "--vm", "x"] for n in nics]), t)
     crit = [x for x in both if x.code == "HOST-CRITICAL"]
-    assert crit and "last network controller" in crit[0].message
+    assert len(crit) == 1 and "every network controller" in crit[0].message
+    assert set(crit[0].devices) == set(nics) and all(str(n) in crit[0].message for n in nics)
     # Storage: ahci stays, so taking the nvme is a warning, not an error.
     _, endpoints = shared_group(noacs)
     f = check(plan_of(noacs, ["assign", str(endpoints[0]), "--vm", "win", "--group"]), noacs)

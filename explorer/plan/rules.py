@@ -346,6 +346,14 @@ def rule_host_critical(ctx: Context) -> Iterator[Finding]:
     idx = sim.index
     nics_left = set(idx.host_nics) - set(taken)
     storage_left = set(idx.host_storage) - set(taken)
+    for pool, left, what, loss in ((idx.host_nics, nics_left, "network controller", "no network"),
+                                   (idx.host_storage, storage_left, "storage controller", "no disks")):
+        gone = sorted(a for a in pool if a in taken)
+        if gone and not left:
+            yield ctx.finding("HOST-CRITICAL", ERROR,
+                              f"the plan takes every {what} the host drives ({', '.join(ctx.label(a) for a in gone)}): "
+                              f"the host would have {loss}",
+                              gone, "drivers/pci/pci-driver.c (unbinding the driver removes what it provides)", taken[gone[-1]])
     for addr, index in sorted(taken.items()):
         base = sim.base.functions.get(addr)
         if base is None:
@@ -358,19 +366,10 @@ def rule_host_critical(ctx: Context) -> Iterator[Finding]:
             yield ctx.finding("HOST-CONSOLE", WARNING,
                               f"{addr} is the boot display: vfio-pci removes its firmware framebuffer, so the host loses its console",
                               [addr], "drivers/vfio/pci/vfio_pci_core.c vfio_pci_vga_init (aperture_remove_conflicting_pci_devices)", index)
-        if addr in idx.host_nics and not nics_left:
-            yield ctx.finding("HOST-CRITICAL", ERROR,
-                              f"{addr} is the host's last network controller with a driver: the host would have no network",
-                              [addr], "drivers/pci/pci-driver.c (unbinding the driver removes its interfaces)", index)
-        if addr in idx.host_storage:
-            if not storage_left:
-                yield ctx.finding("HOST-CRITICAL", ERROR,
-                                  f"{addr} is the host's last storage controller with a driver: the host would lose its disks",
-                                  [addr], "drivers/pci/pci-driver.c (unbinding the driver removes its disks)", index)
-            else:
-                yield ctx.finding("HOST-STORAGE", WARNING,
-                                  f"{addr} is a storage controller the host uses ({base.driver}): the source does not say whether the host boots from it",
-                                  [addr], "drivers/pci/pci-driver.c", index)
+        if addr in idx.host_storage and storage_left:
+            yield ctx.finding("HOST-STORAGE", WARNING,
+                              f"{addr} is a storage controller the host uses ({base.driver}): the source does not say whether the host boots from it",
+                              [addr], "drivers/pci/pci-driver.c", index)
 
 
 # ---- SR-IOV ------------------------------------------------------------------------------------------
