@@ -244,6 +244,12 @@ def test_capture_keeps_vmd_domains(unpacked, tmp_path):
     assert t.functions == expected.functions
     assert t.host_bridges == expected.host_bridges
     assert (0x10000, 0xE0) in {(h.domain, h.root_bus) for h in t.host_bridges}
+    # The loader follows the domain link to the VMD domain and hangs the domain under it.
+    assert t[Address.parse("0000:00:0e.0")].vmd_domain == 0x10000
+    assert t.vmd_domains == {0x10000: Address.parse("0000:00:0e.0")}
+    vmd_hb = t.host_bridge(0x10000, 0xE0)
+    assert vmd_hb.vmd_owner == Address.parse("0000:00:0e.0")
+    assert t[Address.parse("10000:e0:17.0")].parent is None
 
 
 def test_capture_never_follows_links_out_of_root(unpacked, tmp_path):

@@ -63,7 +63,9 @@ DEVICE_LINKS = ("driver", "iommu_group", "physfn", "domain")
 
 _HOSTBRIDGE_RE = re.compile(r"^pci([0-9a-f]{4,8}):([0-9a-f]{2})$")
 _IOMEM_RE = re.compile(r"^(\s*)([0-9a-fA-F]+)-([0-9a-fA-F]+) : (.*)$")
-_ROOT_BUS_RE = re.compile(r"pci_bus ([0-9a-f]{4,8}):([0-9a-f]{2}): root bus resource \[bus ([0-9a-f]{2})-([0-9a-f]{2})\]")
+_BUS_NAME_RE = re.compile(r"^([0-9a-f]{4,8}):([0-9a-f]{2})$")
+# "root bus resource [bus 00-ff]", or "[bus 00]" for a single bus number.
+_ROOT_BUS_RE = re.compile(r"pci_bus ([0-9a-f]{4,8}):([0-9a-f]{2}): root bus resource \[bus ([0-9a-f]{2})(?:-([0-9a-f]{2}))?\]")
 
 
 def has_pci(root: str | Path) -> bool:
@@ -354,7 +356,8 @@ def _root_bus_ranges(r: _Root) -> dict[tuple[int, int], tuple[int, int]]:
     if not text:
         return out
     for m in _ROOT_BUS_RE.finditer(text):
-        out[(int(m.group(1), 16), int(m.group(2), 16))] = (int(m.group(3), 16), int(m.group(4), 16))
+        first = int(m.group(3), 16)
+        out[(int(m.group(1), 16), int(m.group(2), 16))] = (first, int(m.group(4), 16) if m.group(4) else first)
     return out
 
 
@@ -538,8 +541,10 @@ def _load_function(
     virtfns.sort()
     vmd_domain = None
     if "domain" in present_files:
-        dn = r.link_name(f"{rel}/domain")
-        m = _HOSTBRIDGE_RE.match(dn or "")
+        # vmd.c links "domain" to the VMD root bus's pci_bus device:
+        # .../pci10000:e0/pci_bus/10000:e0 (a bare dddd:bb), older layouts name the pci dir.
+        dn = r.link_name(f"{rel}/domain") or ""
+        m = _HOSTBRIDGE_RE.match(dn) or _BUS_NAME_RE.match(dn)
         if m:
             vmd_domain = int(m.group(1), 16)
 
