@@ -23,7 +23,7 @@ from explorer.kernel.hotplug import (
     parse_bar_spec,
     parse_kernel_params,
 )
-from explorer.model import Address, Bar, BarKind, Function, HostBridge, SriovCap, Topology, Window, WindowKind
+from explorer.model import Address, Bar, BarKind, Function, Topology, Window, WindowKind
 from explorer.sources.sysfs import load_sysfs
 
 QEMU = Path(__file__).parent / "fixtures" / "qemu"

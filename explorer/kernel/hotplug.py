@@ -1945,16 +1945,24 @@ def _remedies(topology: Topology, port: Address, specs: list[BarSpec], buses: in
     pfn = topology.get(port)
     if failed_specs and mode == "acpi":
         hints = []
-        for kinds, param, win in ((("pref64", "pref32"), "hpmmioprefsize", "prefetchable"),
-                                  (("mem32", "mem64", "rom"), "hpmmiosize", "non-prefetchable"),
-                                  (("io",), "hpiosize", "I/O")):
+        for kinds, param, win, key in ((("pref64", "pref32"), "hpmmioprefsize", "prefetchable", "pref"),
+                                       (("mem32", "mem64", "rom"), "hpmmiosize", "non-prefetchable", "mem"),
+                                       (("io",), "hpiosize", "I/O", "io")):
             need = _need_window(failed_specs, kinds) if kinds[0] != "io" else (4096 if any(s.kind == "io" for s in failed_specs) else 0)
             if need:
-                hints.append((param, _pow2(need), win))
-        for param, val, win in hints:
-            out.append(f"boot with pci={param}={_size_arg(val)}: this helps only if the firmware leaves {port}'s {win} "
-                       "window unprogrammed at boot (then the kernel sizes it from the hotplug reserve); a window the "
-                       "firmware programmed is kept as it is, so with this firmware setup it changes nothing")
+                hints.append((param, _pow2(need), win, key))
+        for param, val, win, key in hints:
+            current = {"hpmmioprefsize": kp.hpmmioprefsize, "hpmmiosize": kp.hpmmiosize, "hpiosize": kp.hpiosize}[param]
+            if result.port_windows_before.get(key) is None:
+                out.append(f"boot with pci={param}={_size_arg(val)}: {port} has no {win} window, so the firmware left "
+                           f"it unprogrammed and the kernel sizes it at boot from this reserve (now {_size_arg(current)})"
+                           + ("" if key == "io" else "; such a window is only 1 MiB aligned, so a BAR that needs "
+                              "natural alignment may need a bigger reserve (the boot-time layout decides)"))
+            else:
+                out.append(f"boot with pci={param}={_size_arg(val)}: this helps only if the firmware leaves {port}'s "
+                           f"{win} window unprogrammed at boot (e.g. QEMU {('pref64' if key == 'pref' else key)}-reserve=0), "
+                           "so that the kernel sizes it; a window the firmware programmed keeps its size, whatever "
+                           "the parameter says")
     if bus_problem:
         out.append(f"boot with pci=assign-busses,hpbussize={max(buses, 1) + 1}: the kernel then numbers all buses itself "
                    f"and leaves hpbussize-1 spare bus numbers below each hotplug port (x86 only)")

@@ -320,13 +320,6 @@ class ResourceReport:
 # ---- building ------------------------------------------------------------------------------
 
 
-def window_kind_of_bar(kind: BarKind) -> WindowKind:
-    """The coarse window class a resource of this kind lives in (for containment only)."""
-    if kind is BarKind.IO:
-        return WindowKind.IO
-    return WindowKind.MEM
-
-
 def _is_io(k: WindowKind) -> bool:
     return k is WindowKind.IO
 
