@@ -288,3 +288,19 @@ def test_merged_cmdline():
     base = "quiet pci=noaer iommu=nopt"
     out = merged_cmdline(base, [KernelParam("pci", "hpmmioprefsize=2G"), KernelParam("iommu", "pt"), KernelParam("pci", "hpmmioprefsize=4G")])
     assert out.split() == ["quiet", "iommu=pt", "pci=noaer,hpmmioprefsize=4G"]
+
+
+def test_new_functions_join_the_kernel_group(noacs, unpacked):
+    # Below a root port without ACS the new device lands in the port's group (pci_device_group step 2)...
+    p = new_plan(noacs, "x")
+    p = add_action(p, ["hot-remove", "0000:01:00.0"])
+    p = add_action(p, ["hot-add", "0000:00:02.0", "--bar", "mem32:16K"])
+    t = apply_plan(noacs, p)
+    assert t["0000:01:00.0"].bars[0].size == 16 << 10 and t["0000:01:00.0"].iommu_group == noacs["0000:00:02.0"].iommu_group
+    # ...below a root port with ACS it gets a group of its own.
+    pre = load_sysfs(unpacked("hotplug-acpi-default-small.pre"))
+    port = next(fn for fn in pre if fn.pcie_type is not None and fn.pcie_type.value == "root-port" and not pre.children(fn.address))
+    t = apply_plan(pre, add_action(new_plan(pre, "x"), ["hot-add", str(port.address), "--bar", "pref64:1M"]))
+    new = t[f"0000:{port.bridge.secondary:02x}:00.0"]
+    assert new.iommu_group not in (None, port.iommu_group)
+    assert new.iommu_group not in pre.reported_groups

@@ -449,11 +449,12 @@ def test_revalidation_after_one_change_is_fast():
         port = t[Address(0, 0, i // 8, i % 8)]
         p = add_action(p, ["assign", f"0000:{port.bridge.secondary:02x}:00.0", "--vm", f"vm{i}", "--group"])
     validate(t, p)  # first time: per-topology indexes and the drift check are built once
-    best = 1e9
-    for k in range(5):
+    times = []
+    for k in range(7):
         q = add_action(p, ["bind", f"0001:{1 + k:02x}:00.{k % 4}", "--driver", "vfio-pci"])
         start = time.perf_counter()
         f = validate(t, q)
-        best = min(best, time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
         assert "GROUP-SPLIT" not in codes(f)
-    assert best <= 0.020, f"revalidation took {best * 1000:.1f} ms"
+    times.sort()
+    assert times[len(times) // 2] <= 0.020, f"revalidation took {[round(x * 1000, 1) for x in times]} ms"

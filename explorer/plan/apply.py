@@ -112,7 +112,29 @@ class TopologyIndex:
         self.host_storage = frozenset(storage)
         self.vmd_owner: dict[int, Address] = dict(t.vmd_domains)
         self.iommu_present = t.source.iommu_present
-        self._next_label = 0
+        self._acs_env: object = None
+        self._acs_memo: dict[Address, bool | None] = {}
+
+    def isolated(self, fn: Function) -> bool | None:
+        """pci_acs_enabled(fn, REQ_ACS_FLAGS): explorer.kernel.acs (quirks included) for the
+        source's own functions when that module is there, else the plain register check."""
+        if fn.address in self._acs_memo:
+            return self._acs_memo[fn.address]
+        result = None
+        if self.topology.functions.get(fn.address) is fn:
+            try:
+                from ..kernel.acs import AcsEnvironment, acs_verdict
+
+                if self._acs_env is None:
+                    self._acs_env = AcsEnvironment.of(self.topology)
+                v = acs_verdict(fn, self.topology, self._acs_env)  # type: ignore[arg-type]
+                result = v.isolated if v.known else None
+            except Exception:  # noqa: BLE001 - fall back to the register check below
+                result = acs_isolated(fn)
+        else:
+            result = acs_isolated(fn)
+        self._acs_memo[fn.address] = result
+        return result
 
     def subtree(self, addr: Address) -> list[Address]:
         """``addr`` and every function below it (VFs of PFs inside included)."""
@@ -354,7 +376,7 @@ def group_for_new_function(sim: Simulation, upstream: Address | None, hint: str)
     for i, fn in enumerate(path):
         above_ok = True
         for up in path[i:]:
-            iso = acs_isolated(up)
+            iso = sim.index.isolated(up)
             if iso is None:
                 return None
             if not iso:

@@ -344,12 +344,13 @@ def rule_host_critical(ctx: Context) -> Iterator[Finding]:
     if not taken:
         return
     idx = sim.index
-    nics_left = set(idx.host_nics) - set(taken)
-    storage_left = set(idx.host_storage) - set(taken)
-    for pool, left, what, loss in ((idx.host_nics, nics_left, "network controller", "no network"),
-                                   (idx.host_storage, storage_left, "storage controller", "no disks")):
-        gone = sorted(a for a in pool if a in taken)
-        if gone and not left:
+    # Cost proportional to what the plan takes, not to the machine's device count.
+    nics_gone = sorted(a for a in taken if a in idx.host_nics)
+    storage_gone = sorted(a for a in taken if a in idx.host_storage)
+    storage_left = len(idx.host_storage) > len(storage_gone)
+    for pool, gone, what, loss in ((idx.host_nics, nics_gone, "network controller", "no network"),
+                                   (idx.host_storage, storage_gone, "storage controller", "no disks")):
+        if gone and len(pool) == len(gone):
             yield ctx.finding("HOST-CRITICAL", ERROR,
                               f"the plan takes every {what} the host drives ({', '.join(ctx.label(a) for a in gone)}): "
                               f"the host would have {loss}",
@@ -846,14 +847,16 @@ def _first_fit(start: int, end: int, size: int, used: list[tuple[int, int]]) -> 
 def rule_hot_remove(ctx: Context) -> Iterator[Finding]:
     sim = ctx.sim
     kern = "drivers/pci/remove.c pci_stop_and_remove_bus_device (removes the subtree, unbinding every driver)"
+    idx = sim.index
     for index, dev, sub in sim.hot_removed:
+        all_storage = len(idx.host_storage) > 0 and sum(1 for a in sub if a in idx.host_storage) == len(idx.host_storage)
+        all_nics = len(idx.host_nics) > 0 and sum(1 for a in sub if a in idx.host_nics) == len(idx.host_nics)
         for a in sub:
-            fn = sim.base.functions.get(a) or None
+            fn = sim.base.functions.get(a)
             if fn is None:
                 continue
             sc = class_sub(fn)
-            if sc in (0x0600, 0x0601) or fn.boot_vga or a in sim.index.host_storage and not (set(sim.index.host_storage) - set(sub)) \
-                    or a in sim.index.host_nics and not (set(sim.index.host_nics) - set(sub)):
+            if sc in (0x0600, 0x0601) or fn.boot_vga or (all_storage and a in idx.host_storage) or (all_nics and a in idx.host_nics):
                 yield ctx.finding("HOTREMOVE-CRITICAL", ERROR, f"hot-removing {dev} takes {a} ({fn.driver if isinstance(fn.driver, str) else 'no driver'}), which the host needs",
                                   [dev, a], kern, index)
         used_later = [a for a in sub if any(j > index for _, j in sim.assignments.get(a, []))]
