@@ -674,7 +674,7 @@ class _Parser:
             elif kind == "devices":
                 kw["bitmap"] = kw.get("bitmap", 0) | self.rcec_devices(v, f)
             elif kind == "bitmap":
-                kw["bitmap"] = kw.get("bitmap", 0) | self.int(v, f, 0, 0xFFFFFFFF)
+                kw["bitmap"] = kw.get("bitmap", 0) | self.int(v, f, 0)
         return cls(**kw)
 
     def acs_bits(self, node: Node, field: str) -> int:
@@ -1074,8 +1074,9 @@ _Dumper.add_representer(_FlowList, lambda d, v: d.represent_sequence("tag:yaml.o
 
 
 def _s(v: str) -> str:
-    """A free-text string: quoted when it would read as the ABSENT word."""
-    return _Q(v) if v.strip().lower() == ABSENT_WORD or v != v.strip() else v
+    """A free-text string, plain when that reads back the same; else double-quoted (the ABSENT
+    word, outer spaces, and line breaks or control characters, which only that style escapes)."""
+    return _Q(v) if v.strip().lower() == ABSENT_WORD or v != v.strip() or not v.isprintable() else v
 
 
 def fmt_size(n: int) -> int | str:
