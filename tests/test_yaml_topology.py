@@ -686,6 +686,23 @@ def test_every_field_roundtrips():
     assert 'parent: "0000:04:00.0"' in text
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["none", "None", "null", "~", "true", "no", "0x10", "010", "1e3", "", " lead", "trail ", "-", "a: b", "#x",
+     "'q'", '"', "a\nb", "tab\there", "nel\x85x", "ls\u2028x", "bell\x07", "ünï", "[x]", "{y}", "*a", "&b", "!t", "%", "@"],
+)
+def test_strings_survive(text):
+    fn = Function(Address.parse("0000:00:01.0"), vendor_id=1, device_id=2, vendor_name=text, driver=text,
+                  iommu_group=text, slot=SlotInfo(physical_slot=text), link=LinkInfo(current_speed=text),
+                  reset_methods=(text, "flr"))
+    t = Topology.build([fn], source=SourceInfo("x", "x", description=text, kernel_release=text, kernel_cmdline=text,
+                                               group_types=((text, text),)))
+    back = roundtrip(t)
+    assert back.functions == t.functions
+    assert (back.source.description, back.source.kernel_release, back.source.kernel_cmdline) == (text, text, text)
+    assert back.source.group_types == ((text, text),)
+
+
 def test_every_model_field_has_a_key():
     """Guard: a field added to the model must get a place in the format."""
     from dataclasses import fields
