@@ -685,17 +685,18 @@ def _big_topology(domains: int) -> Topology:
 def test_performance_100k_functions():
     t = _big_topology(53)
     assert len(t) > 100_000
-    best = min(_timed(lambda: predict_groups(t)) for _ in range(2))
+    best = min(_cpu_timed(lambda: predict_groups(t)) for _ in range(2))
     p = predict_groups(t)
     # Per root port: itself, the upstream port, 15 ACS downstream ports alone, their 15 merged
     # 8-function endpoints, and 15 non-ACS downstream ports each with its endpoint.
     assert len(p.groups) == 53 * 7 * (1 + 1 + 15 + 15 + 15)
-    # "Well under 1 s on 2 cores" on an idle machine; the bound here leaves room for a loaded CI box
-    # and still catches anything super-linear.
-    assert best < 3.0, f"{best:.2f}s for {len(t)} functions"
+    # CPU time of this process, so other work on the machine does not count. About 0.3 s on a
+    # typical desktop core (0.6 s on a slow shared vCPU); the bound leaves room and still catches
+    # anything super-linear.
+    assert best < 2.0, f"{best:.2f}s of CPU for {len(t)} functions"
 
 
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
+def _cpu_timed(fn) -> float:
+    t0 = time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.process_time() - t0

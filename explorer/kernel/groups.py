@@ -27,6 +27,7 @@ worked out, and reported in ``no_group``.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, NamedTuple
 
@@ -252,7 +253,8 @@ class _Simulator:
     def name(self, i: int) -> str:
         s = self._str[i]
         if s is None:
-            s = self._str[i] = str(self.addrs[i])
+            a = self.addrs[i]  # str(Address), formatted the same way, a little faster
+            s = self._str[i] = "%04x:%02x:%02x.%x" % (a.domain, a.bus, a.device, a.function)
         return s
 
     def siblings(self, i: int) -> list[int]:
@@ -527,8 +529,18 @@ class _Simulator:
             return None  # nothing to scan: NULL either way
         if self.mf(i) is False or self.acs(i).isolated:
             return None
+        plain = (a.domain, a.bus) not in self.masked  # no alias quirk on this bus
+        gid = self.gid
         for tmp in slot:
             if tmp == i or self.acs(tmp).isolated:
+                continue
+            if plain:  # get_pci_alias_group(tmp) without aliases: the devfn bitmap, then tmp's group
+                devfn = self.addrs[tmp].devfn
+                if devfn in devfns:
+                    continue
+                devfns.add(devfn)
+                if gid[tmp] >= 0:
+                    return gid[tmp], tmp
                 continue
             hit = self.alias_group(tmp, devfns)
             if hit is not None:
@@ -564,7 +576,10 @@ class _Simulator:
                 if nxt is None:
                     stack.pop()
                     continue
-                below = [c for c in kids.get(nxt, ()) if not emitted[c]]
+                ch = kids.get(nxt)
+                if not ch:
+                    continue
+                below = [c for c in ch if not emitted[c]]
                 if below:
                     out.extend(below)
                     for x in below:
@@ -577,10 +592,13 @@ class _Simulator:
             buses.setdefault((a.domain, a.bus), []).append(i)
         for key in sorted(buses, key=lambda k: (k[0] in self.vmd, k)):
             visit(buses[key])
-        for i in range(n):  # anything unreachable (a parent cycle): address order
-            if not emitted[i] and not self.vf[i]:
-                out.append(i)
-                emitted[i] = True
+        if len(out) + len(vfs) < n:
+            for i in range(n):  # anything unreachable (a parent cycle): address order
+                if not emitted[i] and not self.vf[i]:
+                    out.append(i)
+                    emitted[i] = True
+        if not vfs:
+            return out
         rank = {i: r for r, i in enumerate(out)}
 
         def vf_key(v: int) -> tuple[int, int]:
@@ -671,8 +689,9 @@ class _Explainer:
             out.append(f"{sn} is isolated: every bridge above it isolates it ({self.isolating_chain(seed)})")
         else:
             out.append(f"the path above {sn} is isolated ({self.isolating_chain(seed)})")
+        joins = [s.joins[m] for m in members]
         sibs = s.siblings(seed)
-        if sibs and not any(s.joins[m].kind == "function" for m in members):  # type: ignore[union-attr]
+        if sibs and not any(jm.kind == "function" for jm in joins):  # type: ignore[union-attr]
             g = s.gid[seed]
             others = [x for x in sibs if s.gid[x] != g]
             if others:
@@ -696,8 +715,7 @@ class _Explainer:
         bridged: dict[int, list[int]] = {}
         vmd: dict[int, list[int]] = {}
         aliased: list[tuple[int, _Join]] = []
-        for m in members[1:]:
-            jm = s.joins[m]
+        for m, jm in zip(members[1:], joins[1:]):
             assert jm is not None
             if jm.kind == "below":
                 below.setdefault(s.top_bad(jm.via), []).append(m)
@@ -844,6 +862,18 @@ def predict_groups(
     ``acs_override``: a ``pcie_acs_override=`` value, modelling the out-of-tree patch
     appended last to the quirk table (what-if).
     """
+    # The work allocates many small objects and no reference cycles: the cyclic collector's
+    # passes over a large topology would cost more than the prediction itself.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _predict(topology, assume_acs, acs_override)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _predict(topology: Topology, assume_acs: Iterable[Address], acs_override: str | None) -> GroupPrediction:
     assume = frozenset(Address.parse(a) if isinstance(a, str) else a for a in assume_acs)
     override = AcsOverride.parse(acs_override) if acs_override else None
     sim = _Simulator(topology, assume, override)
