@@ -1065,14 +1065,6 @@ _KIND_FLAGS = {
 }
 
 
-def _kind_of_flags(flags: int) -> str:
-    if flags & IO:
-        return "io"
-    pref = bool(flags & PREFETCH)
-    b64 = bool(flags & MEM_64)
-    return ("pref" if pref else "mem") + ("64" if b64 else "32")
-
-
 @dataclass
 class _Machine:
     sim: Sim
@@ -1746,7 +1738,7 @@ def _simulate(topology: Topology, port: Address, specs: list[BarSpec], buses: in
                 bus_reason = f"bus numbers {_bus_name(nb_sec, nb_sub)} inside the port's {_bus_name(*port_bus)}"
 
     # --- resources ---
-    released: list[tuple[str, tuple[int, int]]] = []
+    released: list[str] = []
     tried = 1
     if mode == "acpi":
         add: list[DevRes] = []
@@ -1755,7 +1747,6 @@ def _simulate(topology: Topology, port: Address, specs: list[BarSpec], buses: in
             sim.bus_size_bridges(child, add)
         sim.bus_assign_resources(pbus, add, None)
     else:
-        before_release = {idx: (r.start, r.end) for idx, r in pdev.res.items() if idx >= BRIDGE_IO}
         while True:
             add = []
             sim.bus_size_bridges(pbus, add)
@@ -1771,12 +1762,11 @@ def _simulate(topology: Topology, port: Address, specs: list[BarSpec], buses: in
                 sim.bus_release_bridge_resources(f.dev.bus, f.flags & PCI_RES_TYPE_MASK, True)
             for line in sim.log[mark:]:
                 if " released" in line:
-                    released.append((line, (0, 0)))
+                    released.append(line)
             for f in fail:
                 f.res.start, f.res.end, f.res.flags = f.start, f.end, f.flags
                 if f.dev.is_bridge and f.res.idx in (BRIDGE_IO, BRIDGE_MEM, BRIDGE_PREF):
                     f.res.flags = 0
-        del before_release
 
     after = _win_state(pdev)
     certain = True
@@ -1786,7 +1776,7 @@ def _simulate(topology: Topology, port: Address, specs: list[BarSpec], buses: in
                         "whether the parent has room for a re-sized window cannot be predicted")
 
     # collateral: windows of bridges other than the port (and the new bridge) that were released
-    collateral = tuple(line for line, _ in released if not line.split(": ", 1)[0].endswith(str(port)))
+    collateral = tuple(line for line in released if not line.split(": ", 1)[0].endswith(str(port)))
 
     outcomes: list[BarOutcome] = []
     for s in specs:
@@ -2179,7 +2169,6 @@ def fit_sriov(topology: Topology, pf: Address | str, num_vfs: int) -> SriovFitRe
             vfs.append(VfPlan(i, addr, ok, tuple(places)))
             if addr is not None and addr in topology.functions and addr not in fn.virtfns:
                 notes.append(f"VF {i} would be {addr}, where another function already is")
-        last = vfs[-1]
         last_bus = pf.bus + ((pf.devfn + off + stride * (num_vfs - 1)) >> 8)  # type: ignore[operator]
         if rng is not None and last_bus > rng[1] and errno is None:
             errno = "ENOMEM"
@@ -2192,7 +2181,6 @@ def fit_sriov(topology: Topology, pf: Address | str, num_vfs: int) -> SriovFitRe
         elif rng is None:
             certain = False
             notes.append("the PF's bus range is unknown: VF bus numbers cannot be checked")
-        del last
         if cap.ari_hierarchy:
             notes.append("ARI Capable Hierarchy is set: offset and stride are the ARI values")
     if current and current == num_vfs:
