@@ -458,7 +458,7 @@ def libvirt_documents(ctx: _Ctx) -> dict[str, str]:
 def render_proxmox(ctx: _Ctx) -> str:
     sim = ctx.sim
     out = [f"# {TOOL}: Proxmox VE hostpci lines from the plan for {' '.join(ctx.plan.source.spec.split())}",
-           "# pcie=1 needs the VM's machine type to be q35"]
+           "# pcie=1 needs the VM's machine type to be q35; a mdev= entry makes Proxmox create the mdev itself when the VM starts"]
     for vm, devs in _vm_devices(ctx).items():
         out.append(_comment(f"VM {vm}: add to /etc/pve/qemu-server/{vm if vm.isdigit() else '<vmid>'}.conf"))
         n = 0
