@@ -78,6 +78,95 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _addr(text: str) -> Address:
+    try:
+        return Address.parse(text)
+    except AddressError as e:
+        raise CliError(str(e)) from None
+
+
+def cmd_groups(args: argparse.Namespace) -> int:
+    from .export.groups import groups_json, groups_text
+    from .kernel.groups import predict_groups
+
+    t = _load(args.source)
+    assume = [_addr(a) for a in args.assume_acs]
+    for a in assume:
+        if a not in t.functions:
+            raise CliError(f"--assume-acs {a}: no such device in {t.source.location}")
+    try:
+        pred = predict_groups(t, assume_acs=assume, acs_override=args.acs_override)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    if args.json:
+        _print_json(groups_json(t, pred))
+    else:
+        print(groups_text(t, pred))
+    return 0
+
+
+def cmd_resources(args: argparse.Namespace) -> int:
+    from .export.resources import report_json, report_text
+    from .kernel.resources import account
+
+    t = _load(args.source)
+    port = _addr(args.port) if args.port else None
+    if port is not None and port not in t.functions:
+        raise CliError(f"--port {port}: no such device in {t.source.location}")
+    report = account(t, port)
+    if args.json:
+        _print_json(report_json(report))
+    else:
+        print(report_text(report, verbose=args.verbose))
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .export.resources import fit_json, fit_text, sriov_json, sriov_text
+    from .kernel.hotplug import fit_hotadd, fit_sriov, parse_bar_spec
+
+    if bool(args.sriov) == bool(args.port):
+        raise CliError("give either --port BDF with --bar KIND:SIZE (hot-add), or --sriov PF --vfs N")
+    if args.sriov:
+        if args.vfs is None:
+            raise CliError("--sriov needs --vfs N")
+        pf = _addr(args.sriov)
+        t = _load(args.source)
+        if pf not in t.functions:
+            raise CliError(f"--sriov {pf}: no such device in {t.source.location}")
+        try:
+            res = fit_sriov(t, pf, args.vfs)
+        except (ValueError, KeyError) as e:
+            raise CliError(str(e).strip("'\"")) from None
+        if args.json:
+            _print_json(sriov_json(res))
+        else:
+            print(sriov_text(res))
+        return 0 if res.fits else 1
+    if not args.bar and not args.buses:
+        raise CliError("--port needs at least one --bar KIND:SIZE (or --buses N for a bridge without BARs)")
+    try:
+        bars = [parse_bar_spec(b) for b in args.bar]
+    except ValueError as e:
+        raise CliError(f"--bar: {e}") from None
+    port = _addr(args.port)
+    t = _load(args.source)
+    if port not in t.functions:
+        raise CliError(f"--port {port}: no such device in {t.source.location}")
+    params = None
+    if args.kernel_param:
+        params = " ".join([t.source.kernel_cmdline or "", *args.kernel_param]).strip()
+    try:
+        res = fit_hotadd(t, port, bars, buses=args.buses, hotplug=args.hotplug, kernel_params=params)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    if args.json:
+        _print_json(fit_json(res))
+    else:
+        print(fit_text(res))
+    return 0 if res.fits else 1
+
+
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from .sources.snapshot import capture
 
@@ -166,6 +255,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("bdf", nargs="?", help="the device, [dddd:]bb:dd.f")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("groups", help="IOMMU groups predicted from the hardware, with reasons, checked against the kernel's")
+    s.add_argument("source", nargs="?", help=SOURCE_HELP)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--assume-acs", action="append", default=[], metavar="BDF", help="what-if: treat this bridge as ACS-isolated (repeatable)")
+    s.add_argument("--acs-override", metavar="SPEC", help="what-if: the out-of-tree pcie_acs_override=SPEC (downstream,multifunction,id:vvvv:dddd)")
+    s.set_defaults(func=cmd_groups)
+
+    s = sub.add_parser("resources", help="bus numbers and bridge windows: used, free, largest aligned blocks")
+    s.add_argument("source", nargs="?", help=SOURCE_HELP)
+    s.add_argument("--port", metavar="BDF", help="only this bridge and the bridges above it")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("-v", "--verbose", action="store_true", help="list every used range")
+    s.set_defaults(func=cmd_resources)
+
+    s = sub.add_parser("fit", help="will a hot-added device or N SR-IOV VFs fit? (exit 0 fits, 1 does not)")
+    s.add_argument("source", nargs="?", help=SOURCE_HELP)
+    s.add_argument("--port", metavar="BDF", help="the hotplug port to add a device below")
+    s.add_argument("--bar", action="append", default=[], metavar="[INDEX:]KIND:SIZE", help="a BAR of the new device: KIND io, mem32, mem64, pref32, pref64; SIZE like 256, 16M, 4G (repeatable)")
+    s.add_argument("--buses", type=int, default=0, metavar="N", help="bus numbers the device needs below it (a switch or bridge)")
+    s.add_argument("--hotplug", choices=("native", "acpi"), default="native", help="pciehp (native, default) or acpiphp")
+    s.add_argument("--kernel-param", action="append", default=[], metavar="pci=...", help="boot parameters to assume in addition to the source's (repeatable)")
+    s.add_argument("--sriov", metavar="PF", help="the SR-IOV physical function")
+    s.add_argument("--vfs", type=int, metavar="N", help="how many VFs to enable")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_fit)
 
     s = sub.add_parser("snapshot", help="capture this machine's PCI sysfs into a .tar.gz for use elsewhere")
     s.add_argument("-o", "--output", required=True, help="the archive to write (.tar.gz)")

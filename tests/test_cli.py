@@ -12,6 +12,7 @@ import pytest
 
 from explorer.cli import main
 from explorer.sources.sysfs import has_pci
+from conftest import QEMU as QEMU_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 LIVE = has_pci("/")
@@ -178,3 +179,47 @@ def test_convert_to_yaml_round_trips_through_the_cli(unpacked, tmp_path, capsys)
     before = out.read_bytes()
     assert main(["convert", root, "-o", str(out)]) == 2
     assert out.read_bytes() == before
+
+
+def test_groups_json_matches_kernel_on_capture(unpacked, capsys):
+    assert main(["groups", str(unpacked("rp-noacs")), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["matches_reported"] is True and doc["hypothetical"] is False
+    shared = [g for g in doc["groups"] if len(g["members"]) > 1 and "0000:00:02.0" in g["members"]]
+    assert shared and shared[0]["reported_as"] is not None and shared[0]["reasons"]
+
+
+def test_groups_what_if_is_labelled_hypothetical(unpacked, capsys):
+    assert main(["groups", str(unpacked("rp-noacs")), "--assume-acs", "00:02.0"]) == 0
+    out = capsys.readouterr().out
+    assert "HYPOTHETICAL" in out
+    assert main(["groups", str(unpacked("rp-noacs")), "--assume-acs", "00:09.0"]) == 2
+
+
+def test_fit_exit_codes_and_json(unpacked, capsys):
+    """The real kernel could not place a 1 GiB BAR under ACPI hotplug here (outcome.json)."""
+    pre = str(unpacked("hotplug-acpi-default-1g.pre"))
+    args = ["fit", pre, "--port", "00:02.0", "--bar", "0:mem32:256", "--bar", "2:pref64:1G"]
+    assert main([*args, "--hotplug", "acpi", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["fits"] is False and set(doc) >= {"fits", "bars", "remedies"}
+    bars = {b["index"]: b for b in doc["bars"]}
+    outcome = json.loads((QEMU_DIR / "hotplug-acpi-default-1g.outcome.json").read_text())
+    for o in outcome["outcome"]:
+        b = bars[o["index"]]
+        assert b["assigned"] == o["assigned"]
+        assert b["start"] == (int(o["start"], 16) if o["start"] else None)
+    assert doc["remedies"]
+    assert main([*args, "--bar", "pref99:1G"]) == 2
+    assert "--bar" in capsys.readouterr().err
+
+
+def test_fit_sriov_and_resources(unpacked, capsys):
+    root = str(unpacked("sriov-nvme"))
+    assert main(["fit", root, "--sriov", "01:00.0", "--vfs", "4"]) == 0
+    capsys.readouterr()
+    assert main(["fit", root, "--sriov", "01:00.0", "--vfs", "5"]) == 1
+    capsys.readouterr()
+    assert main(["resources", root, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc
