@@ -109,3 +109,44 @@ async def test_background_load_failure_is_shown(tmp_path):
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert "Could not load" in str(app.query_one("#details").render())
+
+
+async def test_each_view_mode_fills_the_tree(unpacked):
+    """Topology, groups, trust and resources: one key each, each with content and details."""
+    t = load_sysfs(unpacked("sriov-nvme"))
+    app = ExplorerApp(t)
+    async with app.run_test(size=TERMINAL) as pilot:
+        await pilot.pause()
+        tree = app.query_one(ModeTree)
+        for key, name in (("2", "groups"), ("3", "trust"), ("4", "resources"), ("1", "topology")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.view_name == name and tree.view.name == name
+            assert len(tree.root.children) > 0
+        # Groups: one node per predicted group, each equal to the kernel's.
+        await pilot.press("2")
+        await pilot.pause()
+        labels = [n.label.plain for n in tree.root.children]
+        assert len(labels) == len(t.reported_groups)
+        assert all("= kernel" in lab for lab in labels)
+        # Resources: the SR-IOV PF's headroom is listed.
+        await pilot.press("4")
+        await pilot.pause()
+        heads = [n.label.plain for n in tree.root.children]
+        assert any(h.startswith("SR-IOV headroom") for h in heads)
+        assert any(h.startswith("0000:00:02.0") for h in heads)
+
+
+async def test_switching_view_keeps_the_selected_device(unpacked):
+    t = load_sysfs(unpacked("rp-noacs"))
+    app = ExplorerApp(t)
+    async with app.run_test(size=TERMINAL) as pilot:
+        await pilot.pause()
+        assert app.reveal(Address.parse("0000:02:00.0"))
+        await pilot.pause()
+        await pilot.press("2")
+        await pilot.pause()
+        await pilot.pause()
+        assert app.selected == Address.parse("0000:02:00.0")
+        details = str(app.query_one("#details").render())
+        assert "IOMMU group (predicted)" in details and "no ACS capability" in details

@@ -23,6 +23,7 @@ pci-explorer: keys
   1 / t      topology view: domains, root ports, switches, bridges, devices
   2 / g      IOMMU groups view: predicted groups, checked against the kernel's
   3 / u      trust view: external-facing ports and untrusted devices, and the cost
+  4 / r      resources view: bus numbers, windows (used, free, largest aligned block), SR-IOV headroom
   /          search by address, name, vendor:device or driver (enter: go, escape: back)
   n          next search match
   enter      expand or collapse the selected node
@@ -73,6 +74,7 @@ class ActionCommands(Provider):
             ("view: topology", "view('topology')", "the PCI tree"),
             ("view: IOMMU groups", "view('groups')", "groups, predicted and as the kernel reported them"),
             ("view: trust", "view('trust')", "external-facing ports and untrusted devices"),
+            ("view: resources", "view('resources')", "bus numbers, windows and free space"),
             ("search devices", "search", "find by address, name, IDs or driver"),
             ("help: keys", "help", "list the keys"),
         ):
@@ -169,6 +171,7 @@ class ExplorerApp(App):
         Binding("1,t", "view('topology')", "Topology", key_display="1"),
         Binding("2,g", "view('groups')", "Groups", key_display="2"),
         Binding("3,u", "view('trust')", "Trust", key_display="3"),
+        Binding("4,r", "view('resources')", "Resources", key_display="4"),
         Binding("slash", "search", "Search", key_display="/"),
         Binding("n", "search_next", "Next match", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),

@@ -267,3 +267,146 @@ def device_details(a: Analysis, addr: Address) -> Text:
 
 
 VIEW_TYPES = {"topology": TopologyView, "groups": GroupsView, "trust": TrustView}
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeResKey:
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class SriovKey:
+    pf: Address | None  # None: the "SR-IOV headroom" heading
+
+    def __str__(self) -> str:
+        return f"SR-IOV {self.pf}" if self.pf else "SR-IOV headroom"
+
+
+def _fmt_size(n: int | None) -> str:
+    from ..kernel.resources import fmt_size
+
+    return fmt_size(n)
+
+
+def usage_bar(used: int, total: int, width: int = 20) -> Text:
+    """A usage bar: filled for used space, empty for free."""
+    filled = 0 if total <= 0 else min(width, round(width * used / total))
+    bar = Text()
+    bar.append("█" * filled, style="red" if filled > width * 0.9 else "yellow")
+    bar.append("░" * (width - filled), style="green")
+    return bar
+
+
+class ResourcesView:
+    """Bridges with their bus ranges and windows (used, free, largest aligned block); PF headroom."""
+
+    name = "resources"
+    title = "Resources"
+
+    def __init__(self, analysis: Analysis) -> None:
+        self.a = analysis
+        self.t = analysis.topology
+
+    @cached_property
+    def _bridges(self) -> dict[str, Any]:
+        return {b.name: b for b in self.a.resources.bridges}
+
+    @cached_property
+    def _pfs(self) -> list[Address]:
+        return [fn.address for fn in self.t if present(fn.caps.sriov) and (fn.caps.sriov.total_vfs or 0) > 0]  # type: ignore[union-attr]
+
+    def children(self, key: Any) -> list[Any]:
+        if key is None:
+            keys: list[Any] = [BridgeResKey(n) for n in self._bridges]
+            if self._pfs:
+                keys.append(SriovKey(None))
+            return keys
+        if isinstance(key, BridgeResKey):
+            b = self._bridges[key.name]
+            return [WindowKey(key.name, i) for i in range(len(b.windows))]
+        if isinstance(key, SriovKey) and key.pf is None:
+            return [SriovKey(pf) for pf in self._pfs]
+        return []
+
+    def has_children(self, key: Any) -> bool:
+        if isinstance(key, BridgeResKey):
+            return bool(self._bridges[key.name].windows)
+        return isinstance(key, SriovKey) and key.pf is None
+
+    def label(self, key: Any) -> Text:
+        if isinstance(key, BridgeResKey):
+            b = self._bridges[key.name]
+            txt = Text()
+            txt.append(b.name, style="bold")
+            if b.address is not None and b.address in self.t.functions:
+                txt.append(f"  {names.short_name(self.t.functions[b.address])}")
+            if b.buses is not None:
+                txt.append(f"  buses {b.buses.start:02x}-{b.buses.end:02x}, {b.buses.free_count} free", style="cyan")
+            if b.hotplug:
+                txt.append("  hotplug", style="yellow")
+            if b.closed:
+                txt.append("  no " + "/".join(k.value for k in b.closed) + " window", style="dim")
+            return txt
+        if isinstance(key, WindowKey):
+            w = self._bridges[key.owner].windows[key.index]
+            txt = Text()
+            kind = w.kind.value + (" 64-bit" if getattr(w, "is_64bit", None) else "")
+            txt.append(f"{kind:11} [{w.start:#x}-{w.end:#x}] {_fmt_size(w.size):>8} ")
+            txt.append_text(usage_bar(w.used_bytes, w.size))
+            lb = w.largest_block
+            txt.append(f" free {_fmt_size(w.free_bytes)}, largest aligned {_fmt_size(lb.size) if lb else '0'}")
+            return txt
+        if isinstance(key, SriovKey):
+            if key.pf is None:
+                return Text(f"SR-IOV headroom ({len(self._pfs)} PF)", style="bold")
+            fn = self.t.functions[key.pf]
+            sr = fn.caps.sriov
+            return Text(f"{key.pf}  {names.short_name(fn)}  VFs {sr.num_vfs or 0}/{sr.total_vfs}  {self._sriov_line(key.pf)}")  # type: ignore[union-attr]
+        return Text(str(key))
+
+    def _sriov_line(self, pf: Address) -> str:
+        from ..kernel.hotplug import fit_sriov
+
+        fn = self.t.functions[pf]
+        total = fn.caps.sriov.total_vfs or 0  # type: ignore[union-attr]
+        try:
+            res = fit_sriov(self.t, pf, total)
+        except (ValueError, KeyError) as e:
+            return f"({e})"
+        if res.fits:
+            return f"all {total} VFs fit"
+        why = res.messages[-1] if res.messages else (res.errno or "see details")
+        return f"{total} VFs would fail: {why}"
+
+    def details(self, key: Any) -> Text:
+        from ..export.resources import report_text, sriov_text
+        from ..kernel.hotplug import fit_sriov
+
+        if isinstance(key, BridgeResKey):
+            b = self._bridges[key.name]
+            from ..kernel.resources import ResourceReport
+
+            return Text(report_text(ResourceReport((b,)), verbose=True))
+        if isinstance(key, WindowKey):
+            return self.details(BridgeResKey(key.owner))
+        if isinstance(key, SriovKey) and key.pf is not None:
+            fn = self.t.functions[key.pf]
+            try:
+                return Text(sriov_text(fit_sriov(self.t, key.pf, fn.caps.sriov.total_vfs or 0)))  # type: ignore[union-attr]
+            except (ValueError, KeyError) as e:
+                return Text(str(e))
+        return Text("Bridges and host bridges: bus numbers and windows, with what is used and what is free.")
+
+    def path_to(self, addr: Address) -> list[Any]:
+        if str(addr) in self._bridges:
+            return [BridgeResKey(str(addr))]
+        fn = self.t.functions.get(addr)
+        if fn is not None and fn.parent is not None and str(fn.parent) in self._bridges:
+            return [BridgeResKey(str(fn.parent))]
+        return []
+
+
+VIEW_TYPES["resources"] = ResourcesView
