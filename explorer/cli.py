@@ -167,6 +167,100 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0 if res.fits else 1
 
 
+# ---- plans ---------------------------------------------------------------------------
+
+
+def _source_spec_for_plan(spec: str | None) -> str:
+    """What a plan records as its SOURCE: absolute paths, so the plan works from anywhere."""
+    if not spec or spec.startswith("builtin:"):
+        return spec or ""
+    return os.path.abspath(spec)
+
+
+def _plan_topology(plan, source: str | None) -> Topology:
+    spec = source if source is not None else (plan.source.spec or None)
+    return _load(spec)
+
+
+def cmd_plan_new(args: argparse.Namespace) -> int:
+    from .plan import new_plan, save_plan
+
+    t = _load(args.source)
+    plan = new_plan(t, _source_spec_for_plan(args.source))
+    save_plan(plan, args.output, overwrite=args.force)
+    print(f"wrote {args.output}: an empty plan for {t.source.location} ({len(t)} functions)")
+    return 0
+
+
+def cmd_plan_add(args: argparse.Namespace) -> int:
+    from .plan import add_action, load_plan, render_plan, save_plan
+
+    if not args.action:
+        raise CliError("plan add needs an ACTION (bind, unbind, assign, sriov, mdev, hot-add, hot-remove, trust, kernel-param)")
+    plan = load_plan(args.plan)
+    plan = add_action(plan, list(args.action))
+    save_plan(plan, args.plan, overwrite=True)
+    print(render_plan(plan))
+    return 0
+
+
+def cmd_plan_show(args: argparse.Namespace) -> int:
+    from .plan import load_plan, render_plan
+
+    print(render_plan(load_plan(args.plan)))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .plan import check, check_json, has_errors, load_plan, render_findings
+
+    plan = load_plan(args.plan)
+    t = _plan_topology(plan, args.source)
+    findings = check(plan, t)
+    if args.json:
+        _print_json(check_json(plan, t))
+    else:
+        print(render_findings(findings))
+    return 1 if has_errors(findings) else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export.plan_exports import PlanHasErrors, export, export_files
+    from .plan import load_plan, render_findings
+
+    plan = load_plan(args.plan)
+    t = _plan_topology(plan, args.source)
+    try:
+        files = export_files(plan, t, args.to)
+        single = export(plan, t, args.to, args.item) if (args.item or len(files) == 1) else None
+    except PlanHasErrors as e:
+        print(f"{PROG}: refusing to export: the plan has errors", file=sys.stderr)
+        print(render_findings([f for f in e.findings if f.severity == "error"]), file=sys.stderr)
+        return 1
+    if args.output is None or args.output == "-":
+        if single is None:
+            raise CliError(
+                f"this export makes {len(files)} documents ({', '.join(files)}): pick one with --item NAME "
+                "or write them all with -o DIRECTORY"
+            )
+        sys.stdout.write(single)
+        return 0
+    if single is not None and not os.path.isdir(args.output):
+        write_atomic(args.output, single, overwrite=args.force)
+        if args.to in ("shell", "undo"):
+            os.chmod(args.output, 0o755)
+        print(f"wrote {args.output}")
+        return 0
+    os.makedirs(args.output, exist_ok=True)
+    for name, text in files.items():
+        path = os.path.join(args.output, name)
+        write_atomic(path, text, overwrite=args.force)
+        if name.endswith(".sh"):
+            os.chmod(path, 0o755)
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from .sources.snapshot import capture
 
@@ -282,6 +376,42 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_fit)
 
+    s = sub.add_parser("plan", help="make and edit a plan: plan new | plan add | plan show")
+    psub = s.add_subparsers(dest="plan_command", metavar="PLAN_COMMAND", required=True)
+    ps = psub.add_parser("new", help="an empty plan for SOURCE")
+    ps.add_argument("source", nargs="?", help=SOURCE_HELP)
+    ps.add_argument("-o", "--output", required=True, help="the plan file to write (YAML)")
+    ps.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    ps.set_defaults(func=cmd_plan_new)
+    ps = psub.add_parser(
+        "add",
+        help="append an action (saved atomically)",
+        description="ACTION is one of: bind BDF --driver NAME | unbind BDF | assign BDF --vm NAME [--group] | "
+        "sriov PF --vfs N | mdev PARENT --type TYPE [--count N] | hot-add PORT --bar KIND:SIZE ... [--buses N] | "
+        "hot-remove BDF | trust PORT --external|--internal | kernel-param NAME=VALUE",
+    )
+    ps.add_argument("plan", help="the plan file")
+    ps.add_argument("action", nargs=argparse.REMAINDER, help="the action and its arguments")
+    ps.set_defaults(func=cmd_plan_add)
+    ps = psub.add_parser("show", help="print a plan")
+    ps.add_argument("plan")
+    ps.set_defaults(func=cmd_plan_show)
+
+    s = sub.add_parser("check", help="validate a plan against the kernel's rules (exit 0 no errors, 1 errors)")
+    s.add_argument("plan")
+    s.add_argument("--source", help="check against this SOURCE instead of the plan's own")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("export", help="render a validated plan (refused while errors remain)")
+    s.add_argument("plan")
+    s.add_argument("--to", required=True, choices=("shell", "undo", "libvirt", "proxmox", "driverctl", "mdevctl", "qemu", "cmdline", "json"))
+    s.add_argument("-o", "--output", help="file (or directory, for several documents); default standard output")
+    s.add_argument("--item", help="for libvirt: the VM; for mdevctl: the mdev UUID")
+    s.add_argument("--source", help="export against this SOURCE instead of the plan's own")
+    s.add_argument("--force", action="store_true", help="replace existing files")
+    s.set_defaults(func=cmd_export)
+
     s = sub.add_parser("snapshot", help="capture this machine's PCI sysfs into a .tar.gz for use elsewhere")
     s.add_argument("-o", "--output", required=True, help="the archive to write (.tar.gz)")
     s.add_argument("--root", default="/", help="capture the tree under this directory instead of / (default: /)")
@@ -310,7 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SourceError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
-    except (CliError, OutputExists) as e:
+    except (CliError, OutputExists, ValueError) as e:
+        # Plan files, action words and exports raise ValueError subclasses with one-line messages.
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:

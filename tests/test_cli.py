@@ -223,3 +223,43 @@ def test_fit_sriov_and_resources(unpacked, capsys):
     assert main(["resources", root, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc
+
+
+def test_plan_check_export_from_the_command_line(unpacked, tmp_path, capsys):
+    """A VM given one device of a shared group is refused; the whole group passes and exports."""
+    src = str(unpacked("rp-noacs"))
+    plan = str(tmp_path / "p.yaml")
+    assert main(["plan", "new", src, "-o", plan]) == 0
+    assert main(["plan", "add", plan, "assign", "0000:02:00.0", "--vm", "win10"]) == 0
+    capsys.readouterr()
+    assert main(["check", plan]) == 1
+    out = capsys.readouterr().out
+    assert "GROUP-SPLIT" in out and "0000:01:00.0" in out and "0000:04:00.0" in out
+    assert main(["export", plan, "--to", "shell"]) == 1
+    assert "refusing to export" in capsys.readouterr().err
+
+    whole = str(tmp_path / "q.yaml")
+    assert main(["plan", "new", src, "-o", whole]) == 0
+    assert main(["plan", "add", whole, "assign", "0000:02:00.0", "--vm", "win10", "--group"]) == 0
+    capsys.readouterr()
+    assert main(["check", whole, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)
+    script = tmp_path / "apply.sh"
+    assert main(["export", whole, "--to", "shell", "-o", str(script)]) == 0
+    assert script.read_text().startswith("#!") and os.access(script, os.X_OK)
+    assert main(["export", whole, "--to", "shell", "-o", str(script)]) == 2  # never overwrites silently
+    assert main(["export", whole, "--to", "libvirt"]) == 0
+    assert "<hostdev mode='subsystem' type='pci' managed='yes'>" in capsys.readouterr().out
+    # Checked against another machine: drift.
+    assert main(["check", whole, "--source", str(unpacked("switch"))]) == 1
+    assert "DRIFT" in capsys.readouterr().out
+
+
+def test_bad_plan_action_is_one_line(unpacked, tmp_path):
+    plan = tmp_path / "p.yaml"
+    assert main(["plan", "new", str(unpacked("base")), "-o", str(plan)]) == 0
+    p = run("plan", "add", str(plan), "assign", "0000:00:1f.2")
+    assert p.returncode == 2 and "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    plan.write_text("pci-explorer: plan/1\nactions: [1, 2\n")
+    p = run("check", str(plan))
+    assert p.returncode == 2 and str(plan) in p.stderr and "Traceback" not in p.stderr
