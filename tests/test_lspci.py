@@ -20,7 +20,6 @@ from explorer.model import (
     AcsCap,
     Address,
     BarKind,
-    BridgeInfo,
     PcieType,
     RcecCap,
     SlotInfo,

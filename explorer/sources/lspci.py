@@ -55,7 +55,6 @@ from ..model import (
     Topology,
     Window,
     WindowKind,
-    present,
 )
 from ..model import names
 from . import lspci_hex
@@ -78,12 +77,15 @@ _CR_RE = re.compile(r"\r+(?=\n|\Z)")
 _STDERR_SPAN_RE = re.compile(r"(?:pcilib|lspci|setpci): [^\n]*(?:\n|\Z)")
 #: The newline before a device line (the text is prefixed with a newline).
 _HEADER_NL_RE = re.compile(r"\n(?=[ \t]*(?:[0-9a-fA-F]{4,8}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-9a-fA-F](?:[ \t]|\n|\Z))")
-_HEADER_RE = re.compile(
-    r"^[ \t]*(?:([0-9a-fA-F]{4,8}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])(?:[ \t]+(.*?))?[ \t]*$"
-)
+_HEADER_RE = re.compile(r"^[ \t]*(?:([0-9a-fA-F]{4,8}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])(?:[ \t]+(.*))?$")
 _TREE_OR_PROMPT_RE = re.compile(r"^\s*(?:[$#%] |[-+|\\`]|.*[+\\]-)")
+#: A capability line: offset, version, title and (group 4) the kind of the ones the
+#: model has a place for; group 5 is anything else after "Capabilities:".
 _CAPLINE_RE = re.compile(
-    r"\n[ \t]*Capabilities:[ \t]?(?:\[([0-9a-fA-F]{1,3})(?: v(\d+))?\] ?([^\n]*)|([^\n]*))"
+    r"\n[ \t]*Capabilities:[ \t]?(?:\[([0-9a-fA-F]{1,3})(?: v(\d+))?\] ?"
+    r"((Express|Access Control Services|Alternative Routing-ID Interpretation|Address Translation Service"
+    r"|Page Request Interface|Process Address Space ID|Single Root I/O Virtualization|Advanced Error Reporting"
+    r"|Root Complex Event Collector Endpoint Association|Device Serial Number)?[^\n]*)|([^\n]*))"
 )
 _DENIED_RE = re.compile(r"\n[ \t]*(?:Capabilities:[ \t]*)?<access denied")
 _KERNEL_RE = re.compile(r"\n[ \t]*Kernel (driver in use|modules):[ \t]*([^\n]*)")
@@ -101,6 +103,10 @@ _TOP_RE = re.compile(
 )
 
 # ---- header line -----------------------------------------------------------------------
+_HEADER_NN_RE = re.compile(
+    r"^([^:\[]*?) \[([0-9a-fA-F]{4})\]: (.*?) ?\[([0-9a-fA-F]{4}):([0-9a-fA-F]{4})\]"
+    r"(?: \(rev ([0-9a-fA-F]{2})\))?(?: \(prog-if ([0-9a-fA-F]{2})(?: \[[^\]]*\])?\))?$"
+)
 _PROGIF_RE = re.compile(r" \(prog-if ([0-9a-fA-F]{2})(?: \[(.*)\])?\)$")
 _REV_RE = re.compile(r" \(rev ([0-9a-fA-F]{2})\)$")
 _IDS_NN_RE = re.compile(r"^(.*?) ?\[([0-9a-fA-F]{4}):([0-9a-fA-F]{4})\]$")
@@ -117,7 +123,6 @@ _ROM_RE = re.compile(r"^(\[virtual\] )?Expansion ROM at (\S+)(.*)$")
 _SIZE_RE = re.compile(r"\[size=(\d+)([KMGT]?)\]")
 _BUS_RE = re.compile(r"primary=([0-9a-fA-F]{1,2}), secondary=([0-9a-fA-F]{1,2}), subordinate=([0-9a-fA-F]{1,2})")
 _RANGE_RE = re.compile(r"^([0-9a-fA-F]+)-([0-9a-fA-F]+)")
-_CAP_RE = re.compile(r"^\[([0-9a-fA-F]{1,3})(?: v(\d+))?\] ?(.*)$")
 _FLAG_RE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z][A-Za-z0-9]*)([+-])(?![A-Za-z0-9+-])")
 _REG_KEY_RE = re.compile(r"[A-Za-z][A-Za-z0-9 ]*:")
 _EXPRESS_RE = re.compile(r"^Express (?:\(v(\d+)\) )?(.*?)(?:, (?:MSI|IntMsgNum)\b.*)?$")
@@ -159,11 +164,6 @@ _PCIE_TYPES = (
 
 #: Capabilities the model has a place for, by lspci's name for them, and the
 #: register lines read from each.
-_CAP_KIND_RE = re.compile(
-    r"(Express|Access Control Services|Alternative Routing-ID Interpretation|Address Translation Service"
-    r"|Page Request Interface|Process Address Space ID|Single Root I/O Virtualization|Advanced Error Reporting"
-    r"|Root Complex Event Collector Endpoint Association|Device Serial Number)"
-)
 _CAP_KINDS = {
     "Express": "express",
     "Access Control Services": "acs",
@@ -308,6 +308,10 @@ class _Dev:
     progif: int | None = None
 
 
+_Key = tuple[int, int, int, int]
+_Item = tuple[_Key, Address, dict[str, object]]
+
+
 class _Parser:
     def __init__(self, text: str, path: str) -> None:
         self.raw = text
@@ -316,6 +320,7 @@ class _Parser:
         self.warnings: list[str] = []
         self._line_warnings = 0
         self._has_hex = False
+        self._db: names.PciIds | None | bool = False  # pci.ids, looked up once when needed
         #: Positions in the cleaned text where a removed stderr message had merged two lines.
         self._joins: list[int] = []
         #: (position, cleaned line number) of the device line being read: counting lines
@@ -340,6 +345,11 @@ class _Parser:
             self.warn_at(pos, msg)
         elif self._more_line_warnings():
             self.warnings.append(f"line {d.line}: {msg}")
+
+    def warn_each(self, msg: str) -> None:
+        """A warning about one device or line: counted, and only the first ones kept."""
+        if self._more_line_warnings():
+            self.warnings.append(msg)
 
     def warn(self, msg: str) -> None:
         self.warnings.append(msg)
@@ -379,19 +389,24 @@ class _Parser:
                     d.cap_state = "shown"
         if any(d.guessed_bar_index for d in devs):
             self.warn("BAR lines without 'Region N:' (lspci -v): BAR indices inferred from their order")
-        kw = {d.addr: self._function_fields(d, file_has_kernel, file_has_groups, file_has_ext) for d in devs}
-        if file_has_numa:
-            # lspci prints "NUMA node" unless the kernel says -1 (no node).
-            for d in devs:
-                if d.numa is None and d.verbose:
-                    kw[d.addr]["numa_node"] = -1
-        self._link_vfs(kw)
-        self._multifunction(kw)
-        hbs = self._tree(kw)
+        # (domain, bus, device, function) keys: plain tuples hash and sort fast.
+        items: list[_Item] = []
+        for d in devs:
+            f = self._function_fields(d, file_has_kernel, file_has_groups, file_has_ext)
+            if file_has_numa and d.numa is None and d.verbose:
+                f["numa_node"] = -1  # lspci prints "NUMA node" unless the kernel says -1 (no node)
+            a = d.addr
+            items.append(((a.domain, a.bus, a.device, a.function), a, f))
+        items.sort(key=lambda it: it[0])
+        index = {key: f for key, _, f in items}
+        self._link_vfs(items, index, file_has_caps)
+        self._multifunction(items)
+        hbs = self._tree(items, index)
         if self._line_warnings > _MAX_LINE_WARNINGS:
-            self.warn(f"... and {self._line_warnings - _MAX_LINE_WARNINGS} more line warnings")
-        order = sorted(kw, key=lambda a: (a.domain, a.bus, a.device, a.function))
-        functions = [Function(address=a, **kw[a]) for a in order]  # type: ignore[arg-type]
+            self.warn(f"... and {self._line_warnings - _MAX_LINE_WARNINGS} more warnings like these")
+        for _, _, f in items:
+            f.setdefault("caps", _NO_CAPS)  # one shared "nothing known" (frozen) instead of one each
+        functions = [Function(address=a, **f) for _, a, f in items]  # type: ignore[arg-type]
         source = SourceInfo(
             kind="lspci",
             location=self.path,
@@ -462,15 +477,15 @@ class _Parser:
             except AddressError as e:
                 self.warn_at(s + 1, f"bad device address: {e}; device skipped", anchor)
                 continue
-            lineno = line + bisect_right(self._joins, s + 1)
+            lineno = line + bisect_right(self._joins, s + 1) if self._joins else line
             body = text[end_hdr:nxt]
             b = blocks.get(addr)
             if b is not None:
                 self.warn_at(s + 1, f"{addr} appears again (first on line {b.line}); the two blocks are merged", anchor)
                 if not b.header and m.group(5):
-                    b.header = m.group(5)
+                    b.header = m.group(5).strip()
             else:
-                b = _Block(addr, lineno, m.group(5) or "")
+                b = _Block(addr, lineno, (m.group(5) or "").strip())
                 blocks[addr] = b
                 order.append(b)
             b.parts.append((end_hdr, body, anchor))
@@ -501,6 +516,8 @@ class _Parser:
         self._parse_header(d, b.header)
         hex_lines: list[tuple[int, str]] = []
         for start, body, anchor in b.parts:
+            if body.isspace():
+                continue
             self._anchor = anchor
             hex_at = _HEX_START_RE.search(body) if self._has_hex else None
             text_part = body[: hex_at.start()] if hex_at else body
@@ -516,11 +533,11 @@ class _Parser:
         if hex_lines:
             dump = lspci_hex.assemble(hex_lines, str(b.addr))
             for w in dump.warnings:
-                self.warn(w)
+                self.warn_each(w)
             if dump.data:
                 facts = lspci_hex.decode_dump(dump.data)
                 for w in facts.warnings:
-                    self.warn(f"{b.addr}: {w}")
+                    self.warn_each(f"{b.addr}: {w}")
                 d.hex_fields = lspci_hex.config_fields(facts, dump.data)
         return d
 
@@ -528,12 +545,25 @@ class _Parser:
         f = d.f
         if not rest:
             return
+        m = _HEADER_NN_RE.match(rest)
+        if m is not None:
+            # The common "lspci -nn" form, in one go.
+            cls_name, cls, name, vid, did, rev, progif = m.groups()
+            f["class_name"] = cls_name
+            d.class_base = int(cls, 16)
+            v = int(vid, 16)
+            f["vendor_id"], f["device_id"] = v, int(did, 16)
+            f["revision"] = int(rev, 16) if rev else 0
+            if progif:
+                d.progif = int(progif, 16)
+            self._names(f, name, v)
+            return
         cls_part, sep, dev_part = rest.partition(": ")
         if not sep:
             if rest.endswith(":"):
                 cls_part, dev_part = rest[:-1], ""
             else:
-                self.warn(f"line {d.line}: device line has no 'class: device' part")
+                self.warn_each(f"line {d.line}: device line has no 'class: device' part")
                 dev_part, cls_part = rest, ""
         # Class
         cls_part = cls_part.strip()
@@ -579,8 +609,7 @@ class _Parser:
         if dev_part:
             f["device_name"] = dev_part
 
-    @staticmethod
-    def _names(f: dict[str, object], text: str, vendor_id: int) -> None:
+    def _names(self, f: dict[str, object], text: str, vendor_id: int) -> None:
         """Split lspci's "Vendor Device" name where that can be done without guessing."""
         text = text.strip()
         if not text or text == "Device":
@@ -588,7 +617,9 @@ class _Parser:
         if text.endswith(" Device"):
             f["vendor_name"] = text[: -len(" Device")]
             return
-        db = names.database()
+        if self._db is False:
+            self._db = names.database()
+        db = self._db
         vname = db.vendors.get(vendor_id) if db else None
         if vname and text.startswith(vname + " "):
             f["vendor_name"] = vname
@@ -613,8 +644,9 @@ class _Parser:
             last = len(ms) - 1
             for i, m in enumerate(ms):
                 self._cap(d, start + top_end + m.start(), m, region, ms[i + 1].start() if i < last else len(region))
-        if "Kernel " in body:
-            for m in _KERNEL_RE.finditer(body):
+        k = body.find("Kernel ", top_end if caps_at >= 0 and top_end >= 0 else 0)
+        if k >= 0:
+            for m in _KERNEL_RE.finditer(body, max(0, body.rfind("\n", 0, k))):
                 d.kernel_lines = True
                 if m.group(1) == "driver in use":
                     d.driver = m.group(2).strip() or None
@@ -688,9 +720,9 @@ class _Parser:
                 self._window(d, start + m.start() + 1, _WINDOW_KINDS[key], rest)
 
     def _cap(self, d: _Dev, pos: int, m: re.Match[str], region: str, seg_end: int) -> None:
-        off = m.group(1)
+        off, version, title, known = m.group(1, 2, 3, 4)
         if off is None:
-            rest = m.group(4).strip()
+            rest = m.group(5).strip()
             if rest.startswith("<access denied"):
                 if d.cap_state != "shown":
                     d.cap_state = "denied"
@@ -698,15 +730,12 @@ class _Parser:
                 self.warn_at(pos + 1, f"{d.addr}: unreadable capability line skipped: {rest[:80]!r}")
             return
         d.cap_state = "shown"
-        offset = int(off, 16)
-        if offset >= 0x100:
-            d.ext_shown = True
-        title = m.group(3)
-        km = _CAP_KIND_RE.match(title)
-        if km is None:
+        if len(off) == 3 and off[0] != "0":
+            d.ext_shown = True  # offsets 0x100 and up are extended capabilities
+        if known is None:
             return
-        kind = _CAP_KINDS[km.group(1)]
-        cap = _Cap(kind, offset, int(m.group(2)) if m.group(2) else None, title.strip())
+        kind = _CAP_KINDS[known]
+        cap = _Cap(kind, int(off, 16), int(version) if version else None, title.strip())
         d.caps.append(cap)
         reg_re = _REG_RES.get(kind)
         if reg_re is None:
@@ -944,7 +973,7 @@ class _Parser:
                 ptype = t
                 break
         if ptype is None:
-            self.warn(f"{d.addr}: unknown PCIe port type {label!r}")
+            self.warn_each(f"{d.addr}: unknown PCIe port type {label!r}")
         f["pcie_type"] = ptype
         regs = cap.regs
         slot_impl = "(Slot+)" in label
@@ -1033,14 +1062,14 @@ class _Parser:
                 return None
             m = _RCIEP_RE.match(bm.strip())
             if not m:
-                self.warn(f"{d.addr}: unreadable RCiEPBitmap {bm[:60]!r}")
+                self.warn_each(f"{d.addr}: unreadable RCiEPBitmap {bm[:60]!r}")
                 return None
             if m.group(1):
                 bitmap = int(m.group(1), 16)
             else:
                 bitmap = _device_list(m.group(2) or "")
                 if bitmap is None:
-                    self.warn(f"{d.addr}: unreadable RCiEPBitmap {bm[:60]!r}")
+                    self.warn_each(f"{d.addr}: unreadable RCiEPBitmap {bm[:60]!r}")
                     return None
             next_bus = last_bus = None
             busn = regs.get("AssociatedBusNumbers")
@@ -1090,7 +1119,7 @@ class _Parser:
                 for name in ("initial_vfs", "total_vfs", "num_vfs", "vf_offset", "vf_stride", "vf_device"):
                     check(f"SR-IOV {name}", getattr(ts, name), getattr(hs, name))
         if mismatches:
-            self.warn(f"{d.addr}: lspci text and hex dump disagree on {'; '.join(mismatches)}; using the hex dump")
+            self.warn_each(f"{d.addr}: lspci text and hex dump disagree on {'; '.join(mismatches)}; using the hex dump")
 
         for name, hv in h.items():
             if name in ("bars", "vf_bars", "caps", "slot", "rom", "bridge"):
@@ -1138,10 +1167,10 @@ class _Parser:
             f["slot"] = ABSENT
 
     # ---- whole-machine derivations ----------------------------------------------------------
-    def _link_vfs(self, kw: dict[Address, dict[str, object]]) -> None:
-        caps_seen = any(isinstance(k.get("caps"), Capabilities) and k["caps"] != Capabilities() for k in kw.values())
-        vf_of: dict[Address, Address] = {}
-        for pf_addr, pf in kw.items():
+    def _link_vfs(self, items: list[_Item], index: dict[_Key, dict[str, object]], caps_seen: bool) -> None:
+        """VFs: the PF's SR-IOV Device ID at a routing ID PF devfn + offset + stride * i."""
+        vf_of: dict[_Key, Address] = {}
+        for key, pf_addr, pf in items:
             caps = pf.get("caps")
             sr = caps.sriov if isinstance(caps, Capabilities) else None
             if not isinstance(sr, SriovCap) or sr.vf_device is None or sr.vf_offset is None:
@@ -1150,33 +1179,34 @@ class _Parser:
             if not count:
                 continue
             stride = sr.vf_stride or 0
+            dom, pbus, dev, fn = key
             vfs: list[Address] = []
             for i in range(min(count, 0x10000)):
-                rid = pf_addr.devfn + sr.vf_offset + stride * i
-                bus = pf_addr.bus + (rid >> 8)
+                rid = (dev << 3 | fn) + sr.vf_offset + stride * i
+                bus = pbus + (rid >> 8)
                 if bus > 0xFF:
                     break
-                a = Address.from_rid(pf_addr.domain, bus, rid & 0xFF)
-                vf = kw.get(a)
-                if vf is None or a in vf_of or a == pf_addr:
+                vkey = (dom, bus, (rid >> 3) & 0x1F, rid & 7)
+                vf = index.get(vkey)
+                if vf is None or vkey in vf_of or vkey == key:
                     continue
                 if vf.get("device_id") != sr.vf_device:
                     continue
                 if vf.get("vendor_id") is not None and pf.get("vendor_id") is not None and vf["vendor_id"] != pf["vendor_id"]:
                     continue
-                vfs.append(a)
-                vf_of[a] = pf_addr
+                vfs.append(Address(*vkey))
+                vf_of[vkey] = pf_addr
                 if stride == 0:
                     break
             if vfs:
                 pf["virtfns"] = tuple(vfs)
-                self._vf_bar_sizes(pf, [kw[a] for a in vfs], sr)
-        for addr, k in kw.items():
-            if addr in vf_of:
-                k["physfn"] = vf_of[addr]
-                k["is_virtfn"] = True
-            elif caps_seen:
-                k["is_virtfn"] = False
+                self._vf_bar_sizes(pf, [index[(a.domain, a.bus, a.device, a.function)] for a in vfs], sr)
+        if caps_seen:
+            for _, _, f in items:
+                f["is_virtfn"] = False
+        for vkey, pf_addr in vf_of.items():
+            index[vkey]["physfn"] = pf_addr
+            index[vkey]["is_virtfn"] = True
 
     @staticmethod
     def _vf_bar_sizes(pf: dict[str, object], vfs: list[dict[str, object]], sr: SriovCap) -> None:
@@ -1197,25 +1227,26 @@ class _Parser:
         pf["vf_bars"] = tuple(out)
 
     @staticmethod
-    def _multifunction(kw: dict[Address, dict[str, object]]) -> None:
+    def _multifunction(items: list[_Item]) -> None:
         slots: dict[tuple[int, int, int], int] = {}
-        for a, k in kw.items():
+        for key, _, k in items:
             if not k.get("is_virtfn"):
-                slots[a.slot] = slots.get(a.slot, 0) + 1
-        for a, k in kw.items():
+                slot = key[:3]
+                slots[slot] = slots.get(slot, 0) + 1
+        for key, _, k in items:
             if k.get("multifunction") is not None:
                 continue
             if k.get("is_virtfn"):
                 k["multifunction"] = False  # VFs are never multifunction
-            elif a.function == 0 and slots.get(a.slot, 0) > 1:
+            elif key[3] == 0 and slots.get(key[:3], 0) > 1:
                 # The kernel scans functions 1-7 only when function 0 has the
                 # multifunction bit; other functions' own bit is often 0, so unknown.
                 k["multifunction"] = True
 
-    def _tree(self, kw: dict[Address, dict[str, object]]) -> list[HostBridge]:
+    def _tree(self, items: list[_Item], index: dict[_Key, dict[str, object]]) -> list[HostBridge]:
         # Innermost (narrowest) bridge per (domain, bus): paint widest ranges first.
         ranges: list[tuple[int, Address, int, int]] = []
-        for a, k in kw.items():
+        for _, a, k in items:
             br = k.get("bridge")
             if not isinstance(br, BridgeInfo) or br.secondary is None or br.subordinate is None:
                 continue
@@ -1223,28 +1254,28 @@ class _Parser:
             if sec == 0:
                 continue  # unconfigured
             if sec <= a.bus or sub < sec:
-                self.warn(f"{a}: bus range {sec:02x}-{sub:02x} cannot be below bus {a.bus:02x}; not used for the tree")
+                self.warn_each(f"{a}: bus range {sec:02x}-{sub:02x} cannot be below bus {a.bus:02x}; not used for the tree")
                 continue
             ranges.append((sub - sec, a, sec, sub))
-        ranges.sort(key=lambda r: (-r[0], r[1]), reverse=False)
+        ranges.sort(key=lambda r: (-r[0], r[1].domain, r[1].bus, r[1].device, r[1].function))
         owner: dict[tuple[int, int], Address] = {}
         claimed: dict[tuple[int, int], tuple[int, Address]] = {}
         for width, a, sec, sub in ranges:
             for bus in range(sec, sub + 1):
                 prev = claimed.get((a.domain, bus))
-                if prev is not None and prev[0] == width and prev[1] < a:
+                if prev is not None and prev[0] == width:
                     continue  # equal ranges: the lower address keeps it
                 owner[(a.domain, bus)] = a
                 claimed[(a.domain, bus)] = (width, a)
         roots: dict[tuple[int, int], None] = {}
-        for a, k in kw.items():
-            p = owner.get((a.domain, a.bus))
+        for key, _, k in items:
+            p = owner.get(key[:2])
             k["parent"] = p
             if p is None:
-                roots.setdefault((a.domain, a.bus), None)
+                roots.setdefault(key[:2], None)
         # VMD: Intel endpoints with a VMD device ID own the domains 0x10000 and up, in order.
-        vmd_eps = sorted(a for a, k in kw.items() if k.get("vendor_id") == _INTEL and k.get("device_id") in VMD_DEVICE_IDS
-                         and a.domain < _VMD_FIRST_DOMAIN)
+        vmd_eps = [a for key, a, k in items if k.get("vendor_id") == _INTEL and k.get("device_id") in VMD_DEVICE_IDS
+                   and key[0] < _VMD_FIRST_DOMAIN]
         vmd_domains = sorted({dom for dom, _ in roots if dom >= _VMD_FIRST_DOMAIN})
         vmd_owner: dict[int, Address] = {}
         if vmd_domains:
@@ -1257,13 +1288,14 @@ class _Parser:
             else:
                 self.warn(f"{len(vmd_domains)} VMD domains but {len(vmd_eps)} VMD endpoints; owners unknown")
         for dom, ep in vmd_owner.items():
-            kw[ep]["vmd_domain"] = dom
+            index[(ep.domain, ep.bus, ep.device, ep.function)]["vmd_domain"] = dom
         return [HostBridge(dom, bus, None, None, vmd_owner.get(dom)) for dom, bus in sorted(roots)]
 
 
 # =====================================================================================
 # Helpers
 # =====================================================================================
+
 
 def _int(text: str | None, base: int) -> int | None:
     if not text:
@@ -1339,6 +1371,7 @@ def _device_list(text: str) -> int | None:
     return bitmap
 
 
+_NO_CAPS = Capabilities()
 _EXT_ABSENT_KW: dict[str, object] = {k: ABSENT for k in _EXT_CAP_FIELDS}
 #: No capability list, or one without an Express capability (so no extended space).
 _ALL_ABSENT_KW: dict[str, object] = {**_EXT_ABSENT_KW, "eetlp_prefix": False, "ari_forwarding": False}

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from ..model import ABSENT, Bar, BarKind, BridgeInfo, PcieType, SlotInfo
+from ..model import ABSENT, Bar, BarKind, BridgeInfo, SlotInfo
 from .config import ConfigFacts, decode_config
 
 __all__ = ["HEX_LINE_RE", "HexDump", "assemble", "is_hex_line", "decode_dump", "config_fields", "ROM_INDEX"]
@@ -145,7 +145,7 @@ def config_fields(facts: ConfigFacts, data: bytes) -> dict[str, object]:
         out["bridge"] = BridgeInfo(data[0x18], data[0x19], data[0x1A])
     elif ht == 0:
         out["bridge"] = ABSENT
-    if present_sriov(facts):
+    if facts.caps.sriov is not None and facts.caps.sriov is not ABSENT:
         out["vf_bars"] = tuple(_bar(b.index, b.kind, b.base) for b in facts.vf_bars)
     elif facts.caps.sriov is ABSENT:
         out["vf_bars"] = ()
@@ -153,11 +153,5 @@ def config_fields(facts: ConfigFacts, data: bytes) -> dict[str, object]:
         out["slot"] = SlotInfo(number=facts.slot_number, hotplug=facts.slot_hotplug, surprise=facts.slot_surprise)
     elif facts.pcie_type is not None:
         out["slot"] = ABSENT
-    if facts.pcie_type is PcieType.CONVENTIONAL:
-        out["link"] = None
     return out
-
-
-def present_sriov(facts: ConfigFacts) -> bool:
-    return facts.caps.sriov is not None and facts.caps.sriov is not ABSENT
 
