@@ -474,6 +474,31 @@ def test_plain_lspci_nn_leaves_everything_else_unknown():
     assert {(h.domain, h.root_bus) for h in t.host_bridges} == {(0, 0), (0, 1)}
 
 
+def test_kernel_only_output():
+    """``lspci -k``: no blank lines between devices, kernel lines only."""
+    text = (
+        "00:14.0 USB controller: Intel Corporation Device 7ae0 (rev 11)\n"
+        "\tSubsystem: ASRock Incorporation Device 7ae0\n"
+        "\tKernel driver in use: xhci_hcd\n"
+        "\tKernel modules: xhci_pci\n"
+        "00:14.2 RAM memory: Intel Corporation Device 7aa7 (rev 11)\n"
+        "\tSubsystem: ASRock Incorporation Device 7aa7\n"
+        "00:16.0 Communication controller: Intel Corporation Device 7ae8 (rev 11)\n"
+        "\tKernel modules: mei_me\n"
+    )
+    t = load_lspci_text(text)
+    assert [f.driver for f in t] == ["xhci_hcd", ABSENT, ABSENT]
+    assert t["0000:00:14.0"].device_id == 0x7AE0 and t["0000:00:14.0"].subsystem_device_id == 0x7AE0
+    assert t.source.warnings == ()
+
+
+def test_many_damaged_lines_keep_a_bounded_warning_list():
+    bad = "".join(f"0{i % 10}:1f.9 Broken device\n\tRegion 0: Memory at zz\n" for i in range(500))
+    t = load_lspci_text(RP + bad)
+    assert len(t) == 3
+    assert len(t.source.warnings) == 51 and t.source.warnings[-1].startswith("... and 450 more")
+
+
 def test_numeric_forms():
     text = (
         "00:00.0 0600: 8086:29c0\n"
@@ -821,3 +846,18 @@ def test_big_file_is_fast():
     spent = time.process_time() - t0
     assert len(t) == n
     assert spent < 20, f"{n} functions took {spent:.1f}s"
+
+
+def test_hundred_thousand_functions_plain_lspci_is_fast():
+    import time
+
+    text = "".join(
+        f"{n >> 16:04x}:{(n >> 8) & 0xFF:02x}:{(n >> 3) & 0x1F:02x}.{n & 7} Ethernet controller [0200]: "
+        f"Intel Corporation Ethernet Virtual Function 700 Series [8086:154c] (rev 02)\n"
+        for n in range(100_000)
+    )
+    t0 = time.process_time()
+    t = load_lspci_text(text)
+    spent = time.process_time() - t0
+    assert len(t) == 100_000 and len(t.host_bridges) == -(-100_000 // 256)  # one root bus per 256 functions
+    assert spent < 20, f"100k functions took {spent:.1f}s"
