@@ -303,7 +303,15 @@ def cmd_topologies(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace) -> int:
     source = args.source
     notice = None
-    if source is None:
+    plan = None
+    plan_path = getattr(args, "plan", None)
+    if plan_path:
+        from .plan import load_plan
+
+        plan = load_plan(plan_path)
+        if source is None and plan.source.spec:
+            source = plan.source.spec
+    if source is None and plan is None:
         from .sources.sysfs import has_pci
 
         if not has_pci(live_root()):
@@ -320,7 +328,13 @@ def cmd_tui(args: argparse.Namespace) -> int:
         return 0
     from .ui.app import ExplorerApp
 
-    ExplorerApp(topology, notice=notice).run()
+    if plan is not None:
+        from .plan import drift
+
+        stop = drift(plan, topology)
+        if stop:
+            print(f"{PROG}: warning: {plan_path} does not match this source; the app shows the DRIFT finding", file=sys.stderr)
+    ExplorerApp(topology, notice=notice, plan=plan, plan_path=plan_path, source=source).run()
     return 0
 
 
@@ -337,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("tui", help="open the interactive explorer (the default)")
     s.add_argument("source", nargs="?", help=SOURCE_HELP)
+    s.add_argument("--plan", metavar="PLAN.yaml", help="open with this plan (its source, unless SOURCE is given)")
     s.set_defaults(func=cmd_tui)
 
     s = sub.add_parser("tree", help="print a machine's PCI tree")

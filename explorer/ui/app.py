@@ -12,9 +12,11 @@ from textual.command import Hit, Hits, Provider
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Header, Input, LoadingIndicator, Static, Tree
+from textual.widgets import Footer, Header, Input, LoadingIndicator, OptionList, Static, Tree
+from textual.widgets.option_list import Option
 
 from ..model import Address, AddressError, Topology, names
+from .dialogs import AskDialog, ConfirmDialog, ExportDialog
 from .views import VIEW_TYPES, Analysis, GroupKey
 
 HELP_TEXT = """\
@@ -26,6 +28,16 @@ pci-explorer: keys
   4 / r      resources view: bus numbers, windows (used, free, largest aligned block), SR-IOV headroom
   /          search by address, name, vendor:device or driver (enter: go, escape: back)
   n          next search match
+
+Planning (on the selected device; the plan is validated in the background):
+  b          bind to vfio-pci            B   bind its whole IOMMU group
+  a          assign to a VM              A   assign its whole IOMMU group
+  v          set the SR-IOV VF count     m   create mediated devices
+  h          hot-add a device below this hotplug port
+  x          hot-remove this device (and what is below it)
+  z / y      undo / redo                 f   jump to the next finding
+  e          export the plan (refused while it has errors)
+  s          save the plan               o   open another source
   enter      expand or collapse the selected node
   ctrl+p     command palette: every action and a device search
   ?          this help
@@ -93,6 +105,24 @@ class ModeTree(Tree[Any]):
         self.view: Any = None
         self._populated: set[Any] = set()
         self._key_nodes: dict[Any, Any] = {}
+        #: Planned changes per device, shown after its label.
+        self.marks: dict[Any, str] = {}
+
+    def make_label(self, key: Any) -> Text:
+        label = self.view.label(key)
+        mark = self.marks.get(key)
+        if mark:
+            label = label.copy()
+            label.append(f"  ◆ {mark}", style="bold cyan")
+        return label
+
+    def set_marks(self, marks: dict[Any, str]) -> None:
+        changed = set(marks) ^ set(self.marks) | {k for k in marks if self.marks.get(k) != marks[k]}
+        self.marks = marks
+        for key in changed:
+            node = self._key_nodes.get(key)
+            if node is not None:
+                node.set_label(self.make_label(key))
 
     def set_view(self, view: Any) -> None:
         self.view = view
@@ -113,7 +143,7 @@ class ModeTree(Tree[Any]):
             return
         self._populated.add(marker)
         for child in self.view.children(None if node is self.root else key):
-            n = node.add(self.view.label(child), data=child, allow_expand=self.view.has_children(child))
+            n = node.add(self.make_label(child), data=child, allow_expand=self.view.has_children(child))
             self._key_nodes[child] = n
 
     @on(Tree.NodeExpanded)
@@ -152,6 +182,13 @@ class LoadFailed(Message):
         self.error = error
 
 
+class ValidationFinished(Message):
+    def __init__(self, revision: int, findings: list) -> None:
+        super().__init__()
+        self.revision = revision
+        self.findings = findings
+
+
 class ExplorerApp(App):
     """pci-explorer's main app. Give it a Topology, or a SOURCE spec to load in the background."""
 
@@ -165,9 +202,13 @@ class ExplorerApp(App):
     #search { dock: top; display: none; }
     #search.-visible { display: block; }
     LoadingIndicator { height: 3; }
+    #plan-panel { height: 12; display: none; }
+    #plan-panel.-visible { display: block; }
+    #plan-list { width: 2fr; border: round $primary; }
+    #findings { width: 3fr; border: round $warning; }
     """
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
+        Binding("q", "request_quit", "Quit"),
         Binding("1,t", "view('topology')", "Topology", key_display="1"),
         Binding("2,g", "view('groups')", "Groups", key_display="2"),
         Binding("3,u", "view('trust')", "Trust", key_display="3"),
@@ -176,13 +217,43 @@ class ExplorerApp(App):
         Binding("n", "search_next", "Next match", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("escape", "close_search", "Back", show=False),
+        Binding("b", "plan_bind(False)", "vfio-pci", show=False),
+        Binding("B", "plan_bind(True)", "Group to vfio-pci", show=False),
+        Binding("a", "plan_assign(False)", "Assign"),
+        Binding("A", "plan_assign(True)", "Assign group", show=False),
+        Binding("v", "plan_sriov", "VFs", show=False),
+        Binding("m", "plan_mdev", "mdev", show=False),
+        Binding("h", "plan_hot_add", "Hot-add", show=False),
+        Binding("x", "plan_hot_remove", "Hot-remove", show=False),
+        Binding("z", "undo", "Undo", show=False),
+        Binding("y", "redo", "Redo", show=False),
+        Binding("f", "next_finding", "Next finding", show=False),
+        Binding("e", "export", "Export"),
+        Binding("s,ctrl+s", "save", "Save"),
+        Binding("o", "open_source", "Open", show=False),
     ]
 
-    def __init__(self, topology: Topology | None = None, *, source: str | None = None, notice: str | None = None) -> None:
+    def __init__(
+        self,
+        topology: Topology | None = None,
+        *,
+        source: str | None = None,
+        notice: str | None = None,
+        plan: Any = None,
+        plan_path: str | None = None,
+    ) -> None:
         super().__init__()
         self.topology = topology
         self.source_spec = source
         self.notice = notice
+        self.plan = plan
+        self.plan_path = plan_path
+        self.dirty = False
+        self.undo_stack: list[Any] = []
+        self.redo_stack: list[Any] = []
+        self.findings: list[Any] = []
+        self.revision = 0
+        self.last_vm = "vm1"
         self.analysis: Analysis | None = None
         self.view_name = "topology"
         self.selected: Any = None
@@ -197,6 +268,9 @@ class ExplorerApp(App):
             yield ModeTree(id="tree")
             with VerticalScroll(id="details-pane"):
                 yield Static(Text("Select a device to see every fact about it."), id="details")
+        with Horizontal(id="plan-panel"):
+            yield OptionList(id="plan-list")
+            yield OptionList(id="findings")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -242,6 +316,8 @@ class ExplorerApp(App):
         ]
         self._set_view(self.view_name)
         self.query_one(ModeTree).focus()
+        if self.plan is not None:
+            self._plan_changed()
 
     # ---- views ---------------------------------------------------------------------
     def _set_view(self, name: str) -> None:
@@ -320,6 +396,295 @@ class ExplorerApp(App):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+    # ---- planning ------------------------------------------------------------------
+    def _selected_address(self) -> Address | None:
+        return self.selected if isinstance(self.selected, Address) else None
+
+    def _need_device(self) -> Address | None:
+        addr = self._selected_address()
+        if addr is None:
+            self.notify("Select a device first.", severity="warning", markup=False)
+        return addr
+
+    def _ensure_plan(self) -> Any:
+        if self.plan is None:
+            from ..plan import new_plan
+
+            spec = self.source_spec or ("" if self.topology.source.location == "this machine" else self.topology.source.location)
+            self.plan = new_plan(self.topology, spec)
+        return self.plan
+
+    def add_action(self, words: list[str]) -> bool:
+        """Add one plan action (the same words as `pci-explorer plan add`); validation follows."""
+        from ..plan import add_action
+
+        if self.topology is None:
+            return False
+        plan = self._ensure_plan()
+        try:
+            new = add_action(plan, words)
+        except ValueError as e:
+            self.notify(str(e), severity="error", markup=False)
+            return False
+        self.undo_stack.append(plan)
+        self.redo_stack.clear()
+        self.plan = new
+        self.dirty = True
+        self._plan_changed()
+        return True
+
+    def _plan_marks(self) -> dict[Address, str]:
+        """What the plan does to each device, for the tree's ◆ marks."""
+        from ..plan.actions import Assign, Bind, HotAdd, HotRemove, Mdev, Sriov, Trust, Unbind
+
+        marks: dict[Address, list[str]] = {}
+        t = self.topology
+        if self.plan is None or t is None:
+            return {}
+
+        def group(addr: Address) -> list[Address]:
+            label = self.analysis.groups.group_of.get(addr) if self.analysis else None
+            return list(self.analysis.groups.groups.get(label, (addr,))) if label else [addr]
+
+        def below(addr: Address) -> list[Address]:
+            out, todo = [], [addr]
+            while todo:
+                a = todo.pop()
+                out.append(a)
+                todo.extend(self.analysis.display.children(a) if self.analysis else [])
+            return [a for a in out if isinstance(a, Address)]
+
+        for act in self.plan.actions:
+            if isinstance(act, Bind):
+                for a in group(act.device) if act.group else [act.device]:
+                    marks.setdefault(a, []).append(f"→ {act.driver}")
+            elif isinstance(act, Unbind):
+                marks.setdefault(act.device, []).append("unbind")
+            elif isinstance(act, Assign):
+                for a in group(act.device) if act.group else [act.device]:
+                    marks.setdefault(a, []).append(f"VM {act.vm}")
+            elif isinstance(act, Sriov):
+                marks.setdefault(act.pf, []).append(f"VFs → {act.vfs}")
+            elif isinstance(act, Mdev):
+                marks.setdefault(act.parent, []).append(f"+{len(act.uuids)} mdev")
+            elif isinstance(act, HotAdd):
+                marks.setdefault(act.port, []).append("+ hot-add")
+            elif isinstance(act, HotRemove):
+                for a in below(act.device):
+                    marks.setdefault(a, []).append("✗ remove")
+            elif isinstance(act, Trust):
+                marks.setdefault(act.port, []).append("external" if act.external else "internal")
+        return {a: ", ".join(m) for a, m in marks.items()}
+
+    def action_undo(self) -> None:
+        if not self.undo_stack:
+            self.notify("Nothing to undo.", markup=False)
+            return
+        self.redo_stack.append(self.plan)
+        self.plan = self.undo_stack.pop()
+        self.dirty = True
+        self._plan_changed()
+
+    def action_redo(self) -> None:
+        if not self.redo_stack:
+            self.notify("Nothing to redo.", markup=False)
+            return
+        self.undo_stack.append(self.plan)
+        self.plan = self.redo_stack.pop()
+        self.dirty = True
+        self._plan_changed()
+
+    def _plan_changed(self) -> None:
+        self.revision += 1
+        panel = self.query_one("#plan-panel")
+        panel.add_class("-visible")
+        plist = self.query_one("#plan-list", OptionList)
+        plist.clear_options()
+        actions = self.plan.actions if self.plan is not None else ()
+        plist.border_title = f"Plan: {len(actions)} action(s){' (unsaved)' if self.dirty else ''}"
+        for i, act in enumerate(actions):
+            plist.add_option(Option(Text(f"{i + 1}. {' '.join(act.words())}"), id=f"a{i}"))
+        self.query_one("#findings", OptionList).border_title = "Findings: checking…"
+        self.query_one(ModeTree).set_marks(self._plan_marks())
+        self._validate(self.plan, self.topology, self.revision)
+
+    @work(thread=True, exclusive=True, group="validate", exit_on_error=False)
+    def _validate(self, plan: Any, topology: Topology, revision: int) -> None:
+        from ..plan import validate
+
+        findings = validate(topology, plan)
+        self.post_message(ValidationFinished(revision, findings))
+
+    def on_validation_finished(self, message: "ValidationFinished") -> None:
+        if message.revision != self.revision:
+            return  # a newer change is being checked
+        self.findings = list(message.findings)
+        box = self.query_one("#findings", OptionList)
+        box.clear_options()
+        errors = sum(1 for f in self.findings if f.severity == "error")
+        warnings = sum(1 for f in self.findings if f.severity == "warning")
+        box.border_title = f"Findings: {errors} error(s), {warnings} warning(s)" if self.findings else "Findings: none, the plan is valid"
+        style = {"error": "bold red", "warning": "yellow", "info": "dim"}
+        for i, f in enumerate(self.findings):
+            t = Text()
+            t.append(f"{f.severity} {f.code}: ", style=style.get(f.severity, ""))
+            t.append(f.message)
+            box.add_option(Option(t, id=f"f{i}"))
+
+    @on(OptionList.OptionSelected, "#findings")
+    def _finding_selected(self, event: OptionList.OptionSelected) -> None:
+        i = int(event.option.id[1:]) if event.option.id else -1
+        if 0 <= i < len(self.findings) and self.findings[i].devices:
+            self.reveal(self.findings[i].devices[0])
+
+    def action_next_finding(self) -> None:
+        box = self.query_one("#findings", OptionList)
+        if not self.findings:
+            self.notify("No findings.", markup=False)
+            return
+        nxt = 0 if box.highlighted is None else (box.highlighted + 1) % len(self.findings)
+        box.highlighted = nxt
+        if self.findings[nxt].devices:
+            self.reveal(self.findings[nxt].devices[0])
+
+    def action_plan_bind(self, group: bool) -> None:
+        addr = self._need_device()
+        if addr is not None:
+            self.add_action(["bind", str(addr), "--driver", "vfio-pci", *(["--group"] if group else [])])
+
+    def action_plan_assign(self, group: bool) -> None:
+        addr = self._need_device()
+        if addr is None:
+            return
+
+        def done(vm: str | None) -> None:
+            if vm:
+                self.last_vm = vm
+                self.add_action(["assign", str(addr), "--vm", vm, *(["--group"] if group else [])])
+
+        what = f"the whole IOMMU group of {addr}" if group else str(addr)
+        self.push_screen(AskDialog(f"Assign {what} to which VM?", "A VM name (letters, digits, . _ + -).", self.last_vm), done)
+
+    def action_plan_sriov(self) -> None:
+        addr = self._need_device()
+        if addr is None:
+            return
+
+        def done(n: str | None) -> None:
+            if n:
+                self.add_action(["sriov", str(addr), "--vfs", n])
+
+        self.push_screen(AskDialog(f"How many SR-IOV VFs on {addr}?", "0 disables them.", "1"), done)
+
+    def action_plan_mdev(self) -> None:
+        addr = self._need_device()
+        if addr is None:
+            return
+
+        def done(text: str | None) -> None:
+            if text:
+                parts = text.split()
+                words = ["mdev", str(addr), "--type", parts[0]]
+                if len(parts) > 1:
+                    words += ["--count", parts[1]]
+                self.add_action(words)
+
+        self.push_screen(AskDialog(f"Mediated devices on {addr}", "TYPE [COUNT], e.g. i915-GVTg_V5_4 2", placeholder="TYPE [COUNT]"), done)
+
+    def action_plan_hot_add(self) -> None:
+        addr = self._need_device()
+        if addr is None:
+            return
+
+        def done(text: str | None) -> None:
+            if text:
+                words = ["hot-add", str(addr)]
+                for tok in text.split():
+                    if tok.startswith("buses="):
+                        words += ["--buses", tok.split("=", 1)[1]]
+                    else:
+                        words += ["--bar", tok]
+                self.add_action(words)
+
+        self.push_screen(
+            AskDialog(
+                f"Hot-add a device below {addr}",
+                "Its BARs as KIND:SIZE (io, mem32, mem64, pref32, pref64), and buses=N for a bridge, e.g. mem32:16M pref64:1G",
+                placeholder="mem32:16M pref64:256M",
+            ),
+            done,
+        )
+
+    def action_plan_hot_remove(self) -> None:
+        addr = self._need_device()
+        if addr is not None:
+            self.add_action(["hot-remove", str(addr)])
+
+    def action_export(self) -> None:
+        from ..export.plan_exports import TARGETS
+
+        if self.plan is None or not self.plan.actions:
+            self.notify("The plan is empty: add an action first (a, b, v, ...).", severity="warning", markup=False)
+            return
+        self.push_screen(ExportDialog(self.plan, self.topology, TARGETS))
+
+    def action_save(self) -> None:
+        if self.plan is None:
+            self.notify("No plan to save yet.", severity="warning", markup=False)
+            return
+
+        def save_to(path: str | None, overwrite: bool = False) -> None:
+            from ..fileio import OutputExists
+            from ..plan import save_plan
+
+            if not path:
+                return
+            try:
+                save_plan(self.plan, path, overwrite=overwrite or path == self.plan_path)
+            except OutputExists:
+                self.push_screen(ConfirmDialog(f"{path} exists. Replace it?", yes="Replace"), lambda yes: yes and save_to(path, True))
+                return
+            except OSError as e:
+                self.notify(f"Not saved: {e}", severity="error", markup=False)
+                return
+            self.plan_path = path
+            self.dirty = False
+            self.query_one("#plan-list", OptionList).border_title = f"Plan: {len(self.plan.actions)} action(s)"
+            self.notify(f"Saved {path}", markup=False)
+
+        if self.plan_path:
+            save_to(self.plan_path)
+        else:
+            self.push_screen(AskDialog("Save the plan as", "A YAML file; written atomically.", "plan.yaml"), save_to)
+
+    def action_open_source(self) -> None:
+        def opened(spec: str | None) -> None:
+            if not spec:
+                return
+            self.plan, self.plan_path, self.dirty = None, None, False
+            self.undo_stack.clear()
+            self.redo_stack.clear()
+            self.query_one("#plan-panel").remove_class("-visible")
+            self.source_spec = spec
+            self.topology = None
+            self.mount(LoadingIndicator(id="loading"), before=self.query_one("#main"))
+            self._load()
+
+        def ask() -> None:
+            self.push_screen(AskDialog("Open another source", "A sysfs directory, snapshot .tar.gz, YAML topology, lspci output or builtin:NAME."), opened)
+
+        if self.dirty:
+            self.push_screen(ConfirmDialog("The plan has unsaved changes. Open another source and drop them?", yes="Drop them"), lambda yes: yes and ask())
+        else:
+            ask()
+
+    def action_request_quit(self) -> None:
+        if self.dirty:
+            self.push_screen(ConfirmDialog("The plan has unsaved changes. Quit anyway?", yes="Quit"), lambda yes: yes and self.exit())
+        else:
+            self.exit()
+
 
     # For tests and the palette: which group a device sits in, as shown.
     def group_of(self, addr: Address) -> str | None:
