@@ -1063,14 +1063,55 @@ class _FlowList(list):  # type: ignore[type-arg]
 
 
 class _Dumper(yaml.SafeDumper):
+    """The pure-Python emitter, told to indent block sequences under their key."""
+
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        # Indent block sequences under their key (the default puts "- " at the key's column).
         return super().increase_indent(flow, False)
 
 
-_Dumper.add_representer(_Q, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", str(v), style='"'))
-_Dumper.add_representer(_Flow, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v.items(), flow_style=True))
-_Dumper.add_representer(_FlowList, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+class _CDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """The C emitter (when PyYAML has it): its block sequences are indented by _indent_sequences."""
+
+
+for _d in (_Dumper, _CDumper):
+    _d.add_representer(_Q, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", str(v), style='"'))
+    _d.add_representer(_Flow, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v.items(), flow_style=True))
+    _d.add_representer(_FlowList, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+
+_HAVE_C_DUMPER = hasattr(yaml, "CSafeDumper")
+
+
+def _indent_sequences(text: str) -> str:
+    """Indent the block sequences of PyYAML's default output under their keys.
+
+    PyYAML writes ``key:`` and then ``- item`` at the key's own column. Here every line is
+    one structural line (all scalars are single-line), so a sequence is the run of lines
+    after ``key:`` at column c that are items (``- ``) at c or anything deeper; each line
+    moves right by two columns per open sequence around it.
+    """
+    out: list[str] = []
+    open_cols: list[int] = []
+    opener: int | None = None  # column of the key on the previous line, if it ended with ":"
+    for line in text.splitlines():
+        body = line.lstrip(" ")
+        col = len(line) - len(body)
+        is_item = body.startswith("- ") or body == "-"
+        while open_cols and (col < open_cols[-1] or (col == open_cols[-1] and not is_item)):
+            open_cols.pop()
+        if is_item and opener == col and (not open_cols or open_cols[-1] != col):
+            open_cols.append(col)
+        out.append(" " * (2 * len(open_cols)) + line if line else line)
+        opener = None
+        if body.endswith(":") and not body.startswith(("'", '"', "{", "[")):
+            opener = col + 2 if is_item else col
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+def _emit(doc: dict[str, Any], fast: bool = _HAVE_C_DUMPER) -> str:
+    opts: dict[str, Any] = dict(sort_keys=False, default_flow_style=False, allow_unicode=True, width=100000, indent=2)
+    if fast:
+        return _indent_sequences(yaml.dump(doc, Dumper=_CDumper, **opts))
+    return yaml.dump(doc, Dumper=_Dumper, **opts)
 
 
 def _s(v: str) -> str:
@@ -1495,8 +1536,5 @@ class _Writer:
 
 def dump_yaml(topology: Topology) -> str:
     """Write ``topology`` as a YAML topology (deterministic: same topology, same text)."""
-    doc = _Writer(topology).document()
-    body = yaml.dump(
-        doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100000, indent=2
-    )
+    body = _emit(_Writer(topology).document())
     return "# PCI topology for pci-explorer; the format is described in docs/yaml-format.md\n" + body
