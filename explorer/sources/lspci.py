@@ -21,6 +21,36 @@ VMD endpoint. SR-IOV VFs are linked to their PF by routing ID.
 
 Bad input never raises anything but :class:`SourceError`; a damaged device block
 is skipped or partly read, with a warning naming its line.
+
+What the text can and cannot say, as read here:
+
+* Capabilities: a block whose list was shown (and not cut off at the end of the
+  file) makes every capability it does not show ABSENT; extended ones only when
+  extended capabilities are visible somewhere in the file (else they stay
+  unknown: the machine's extended config space may not have been readable).
+  ``Capabilities: <access denied>`` leaves them unknown; ``Status: Cap-`` means none.
+* Header type: ``Bus:`` means a bridge (CardBus when it has CardBus windows),
+  verbose output without it type 0. Multifunction: from a hex dump; else True for
+  function 0 when another non-VF function shares its slot (the kernel scans
+  functions 1-7 only then); other functions' own bit is not knowable (QEMU's
+  second e1000e function has it clear, ICH9's functions set).
+* A missing ``(rev xx)`` is revision 0 (lspci omits zero). Without ``-nn`` only
+  names are shown: IDs come from ``Device dddd`` / ``vvvv:dddd`` forms or a dump.
+* Bridge windows: ``[disabled]``, ``None`` or base > limit are ABSENT; a window line
+  lspci did not print (an unsupported I/O window) too; a bridge with secondary bus
+  0 is unconfigured and forwards nothing. Newer lspci labels windows read from
+  sysfs ``[32-bit]`` whatever they are, so a prefetchable window is known 64-bit
+  only from ``[64-bit]``, 16 digits or an address above 4 GiB.
+* DevCap2 ``ARIFwd`` is printed only for root and downstream ports; it is False
+  for endpoint-like types (reserved bit) and unknown for bridges.
+* pciutils 2.x printed the slot number as ``Slot #%3x`` (hex) and spelt
+  ``Surpise``; both are read. Its DSN byte order was reversed in some versions:
+  the text is taken as printed (a dump, when present, wins and the difference is
+  reported).
+* VF BAR sizes: a VF's own ``[virtual]`` BAR gives one VF's size; the IOV
+  resource (``total_size``) is that times TotalVFs.
+* Not read: ``lspci -m``/``-vmm`` machine-readable output, ``-P`` path names and
+  ``-t`` trees (skipped before the first device).
 """
 
 from __future__ import annotations
@@ -492,7 +522,7 @@ class _Parser:
             if nxt == len(text):
                 # The last block: lspci ends each verbose block with a blank line.
                 tail = body[len(body.rstrip()):]
-                b.ended = tail.count("\n") >= 2 or "\n" not in body.strip(" \t")
+                b.ended = tail.count("\n") >= 2
         return order
 
     def _preamble(self, start: int, end: int) -> None:
