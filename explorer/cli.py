@@ -300,6 +300,32 @@ def cmd_topologies(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_walkthrough(args: argparse.Namespace) -> int:
+    from .ui.walkthrough import WalkthroughError, get_walkthrough, walkthrough_names
+
+    try:
+        if args.list or not args.name:
+            for name in walkthrough_names():
+                w = get_walkthrough(name)
+                print(f"{name:28} {w.title}: {w.summary}")
+            if not args.list and not args.name:
+                print("\nstart one with: pci-explorer walkthrough NAME", file=sys.stderr)
+            return 0
+        w = get_walkthrough(args.name)
+    except WalkthroughError as e:
+        raise CliError(str(e)) from None
+    topology = _load(w.topology)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print(f"{w.title} ({len(w.steps)} steps, on {w.topology}): run in a terminal to follow it", file=sys.stderr)
+        for i, step in enumerate(w.steps, 1):
+            print(f"{i}. {step.title}")
+        return 0
+    from .ui.app import ExplorerApp
+
+    ExplorerApp(topology, source=w.topology, walkthrough=w).run()
+    return 0
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     source = args.source
     notice = None
@@ -439,6 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="the YAML file to write, or - for standard output")
     s.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("walkthrough", help="guided, checked lessons in the app (--list to see them)")
+    s.add_argument("name", nargs="?", help="the walkthrough to start")
+    s.add_argument("--list", action="store_true", help="list the walkthroughs")
+    s.set_defaults(func=cmd_walkthrough)
 
     s = sub.add_parser("topologies", help="list the bundled topologies (use as builtin:NAME)")
     s.set_defaults(func=cmd_topologies)

@@ -9,7 +9,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, LoadingIndicator, OptionList, Static, Tree
@@ -18,6 +18,8 @@ from textual.widgets.option_list import Option
 from ..model import Address, AddressError, Topology, names
 from .dialogs import AskDialog, ConfirmDialog, ExportDialog
 from .views import VIEW_TYPES, Analysis, GroupKey
+from .walkthrough import State as TourState
+from .walkthrough import Walkthrough, check as check_task
 
 HELP_TEXT = """\
 pci-explorer: keys
@@ -107,14 +109,28 @@ class ModeTree(Tree[Any]):
         self._key_nodes: dict[Any, Any] = {}
         #: Planned changes per device, shown after its label.
         self.marks: dict[Any, str] = {}
+        #: Devices a walkthrough step points at.
+        self.highlighted: set[Any] = set()
 
     def make_label(self, key: Any) -> Text:
         label = self.view.label(key)
         mark = self.marks.get(key)
-        if mark:
+        if mark or key in self.highlighted:
             label = label.copy()
+        if mark:
             label.append(f"  ◆ {mark}", style="bold cyan")
+        if key in self.highlighted:
+            label.stylize("reverse", 0, len(key.__str__()))
+            label.append("  ◀ look here", style="bold yellow")
         return label
+
+    def set_highlight(self, keys: set[Any]) -> None:
+        changed = keys ^ self.highlighted
+        self.highlighted = set(keys)
+        for key in changed:
+            node = self._key_nodes.get(key)
+            if node is not None:
+                node.set_label(self.make_label(key))
 
     def set_marks(self, marks: dict[Any, str]) -> None:
         changed = set(marks) ^ set(self.marks) | {k for k in marks if self.marks.get(k) != marks[k]}
@@ -125,7 +141,7 @@ class ModeTree(Tree[Any]):
                 node.set_label(self.make_label(key))
 
     def set_view(self, view: Any) -> None:
-        self.view = view
+        self.view = view  # marks and highlights carry over to the new view's nodes
         self.clear()
         self._populated = set()
         self._key_nodes = {}
@@ -206,6 +222,8 @@ class ExplorerApp(App):
     #plan-panel.-visible { display: block; }
     #plan-list { width: 2fr; border: round $primary; }
     #findings { width: 3fr; border: round $warning; }
+    #tour { dock: right; width: 52; border: round $accent; padding: 0 1; display: none; }
+    #tour.-visible { display: block; }
     """
     BINDINGS = [
         Binding("q", "request_quit", "Quit"),
@@ -231,6 +249,8 @@ class ExplorerApp(App):
         Binding("e", "export", "Export"),
         Binding("s,ctrl+s", "save", "Save"),
         Binding("o", "open_source", "Open", show=False),
+        Binding("p", "tour_back", "Back", show=False),
+        Binding("l", "tour_leave", "Leave guide", show=False),
     ]
 
     def __init__(
@@ -241,8 +261,14 @@ class ExplorerApp(App):
         notice: str | None = None,
         plan: Any = None,
         plan_path: str | None = None,
+        walkthrough: Walkthrough | None = None,
     ) -> None:
         super().__init__()
+        self.walkthrough = walkthrough
+        self.step_index = 0
+        self.tour_done = False
+        self.exported: list[str] = []
+        self.validated_revision = 0
         self.topology = topology
         self.source_spec = source
         self.notice = notice
@@ -268,6 +294,8 @@ class ExplorerApp(App):
             yield ModeTree(id="tree")
             with VerticalScroll(id="details-pane"):
                 yield Static(Text("Select a device to see every fact about it."), id="details")
+        with VerticalScroll(id="tour"):
+            yield Static(Text(""), id="tour-text")
         with Horizontal(id="plan-panel"):
             yield OptionList(id="plan-list")
             yield OptionList(id="findings")
@@ -318,6 +346,9 @@ class ExplorerApp(App):
         self.query_one(ModeTree).focus()
         if self.plan is not None:
             self._plan_changed()
+        if self.walkthrough is not None:
+            self.query_one("#tour").add_class("-visible")
+            self.call_after_refresh(self._start_step)
 
     # ---- views ---------------------------------------------------------------------
     def _set_view(self, name: str) -> None:
@@ -328,6 +359,7 @@ class ExplorerApp(App):
         tree = self.query_one(ModeTree)
         tree.border_title = view.title
         tree.set_view(view)
+        self._refresh_tour()
 
     def action_view(self, name: str) -> None:
         if self.analysis is None or name == self.view_name:
@@ -345,6 +377,7 @@ class ExplorerApp(App):
             return
         self.selected = key
         self.query_one("#details", Static).update(tree.view.details(key))
+        self._refresh_tour()
 
     # ---- search --------------------------------------------------------------------
     def action_search(self) -> None:
@@ -370,6 +403,9 @@ class ExplorerApp(App):
             self.notify(f"{len(self._matches)} matches: n for the next", markup=False)
 
     def action_search_next(self) -> None:
+        if self.walkthrough is not None:
+            self.action_tour_next()
+            return
         if self._matches:
             self._match_pos = (self._match_pos + 1) % len(self._matches)
             self.reveal(self._matches[self._match_pos])
@@ -519,6 +555,7 @@ class ExplorerApp(App):
     def on_validation_finished(self, message: "ValidationFinished") -> None:
         if message.revision != self.revision:
             return  # a newer change is being checked
+        self.validated_revision = message.revision
         self.findings = list(message.findings)
         box = self.query_one("#findings", OptionList)
         box.clear_options()
@@ -531,6 +568,7 @@ class ExplorerApp(App):
             t.append(f"{f.severity} {f.code}: ", style=style.get(f.severity, ""))
             t.append(f.message)
             box.add_option(Option(t, id=f"f{i}"))
+        self._refresh_tour()
 
     @on(OptionList.OptionSelected, "#findings")
     def _finding_selected(self, event: OptionList.OptionSelected) -> None:
@@ -678,6 +716,87 @@ class ExplorerApp(App):
             self.push_screen(ConfirmDialog("The plan has unsaved changes. Open another source and drop them?", yes="Drop them"), lambda yes: yes and ask())
         else:
             ask()
+
+    # ---- walkthroughs --------------------------------------------------------------
+    def tour_state(self) -> TourState:
+        return TourState(
+            selected=self.selected,
+            view=self.view_name,
+            actions=tuple(self.plan.actions) if self.plan is not None else (),
+            findings=tuple(self.findings),
+            exported=tuple(self.exported),
+            validated=self.validated_revision == self.revision,
+        )
+
+    def note_export(self, target: str) -> None:
+        self.exported.append(target)
+        self._refresh_tour()
+
+    def _start_step(self) -> None:
+        if self.walkthrough is None or self.analysis is None:
+            return
+        step = self.walkthrough.steps[self.step_index]
+        if step.view and step.view != self.view_name:
+            self._set_view(step.view)
+        tree = self.query_one(ModeTree)
+        tree.set_highlight(set(step.highlight))
+        if step.select is not None:
+            self.call_after_refresh(self.reveal, step.select)
+        self._refresh_tour()
+
+    def _refresh_tour(self) -> None:
+        if self.walkthrough is None:
+            return
+        w = self.walkthrough
+        step = w.steps[self.step_index]
+        out = Text()
+        out.append(f"{w.title}\n", style="bold")
+        out.append(f"Step {self.step_index + 1} of {len(w.steps)}: {step.title}\n\n", style="bold cyan")
+        out.append(step.body + "\n")
+        if step.kernel:
+            out.append(f"\nKernel: {step.kernel}\n", style="italic")
+        if step.highlight:
+            out.append("\nLook at: " + ", ".join(str(a) for a in step.highlight) + "\n", style="yellow")
+        if step.task is not None:
+            done, hint = check_task(step.task, self.tour_state())
+            out.append("\nYour turn: ", style="bold")
+            out.append(step.task.prompt + "\n")
+            out.append(("✓ done: press n for the next step" if done else f"… {hint}") + "\n", style="green" if done else "yellow")
+        if self.tour_done:
+            out.append("\nWalkthrough complete. l leaves the guide.\n", style="bold green")
+        out.append("\nn next · p back · l leave", style="dim")
+        self.query_one("#tour-text", Static).update(out)
+
+    def action_tour_next(self) -> bool:
+        if self.walkthrough is None:
+            return False
+        step = self.walkthrough.steps[self.step_index]
+        done, hint = check_task(step.task, self.tour_state())
+        if not done:
+            self.notify(f"Not yet: {hint}", severity="warning", markup=False)
+            self._refresh_tour()
+            return False
+        if self.step_index + 1 < len(self.walkthrough.steps):
+            self.step_index += 1
+            self._start_step()
+        else:
+            self.tour_done = True
+            self.notify("Walkthrough complete.", markup=False)
+            self._refresh_tour()
+        return True
+
+    def action_tour_back(self) -> None:
+        if self.walkthrough is not None and self.step_index > 0:
+            self.step_index -= 1
+            self.tour_done = False
+            self._start_step()
+
+    def action_tour_leave(self) -> None:
+        if self.walkthrough is None:
+            return
+        self.walkthrough = None
+        self.query_one("#tour").remove_class("-visible")
+        self.query_one(ModeTree).set_highlight(set())
 
     def action_request_quit(self) -> None:
         if self.dirty:

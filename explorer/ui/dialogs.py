@@ -201,4 +201,7 @@ class ExportDialog(ModalScreen[None]):
             self.app.notify(f"Not written: {e}", severity="error", markup=False)
             return
         self.app.notify(f"Wrote {', '.join(written)}", markup=False)
+        note = getattr(self.app, "note_export", None)
+        if note is not None:
+            note(self.target)
         self.dismiss(None)
