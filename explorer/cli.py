@@ -326,6 +326,14 @@ def cmd_walkthrough(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_screenshots(args: argparse.Namespace) -> int:
+    from .ui.screenshots import run
+
+    for path in run(args.out, args.source, args.device, args.group_device, args.walkthrough):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     source = args.source
     notice = None
@@ -470,6 +478,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", nargs="?", help="the walkthrough to start")
     s.add_argument("--list", action="store_true", help="list the walkthroughs")
     s.set_defaults(func=cmd_walkthrough)
+
+    s = sub.add_parser("screenshots", help="regenerate the SVG screenshots of the main views (for the README)")
+    s.add_argument("--out", default="screenshots", help="directory (default: screenshots)")
+    s.add_argument("--source", default="builtin:example-small", help="the machine to show")
+    s.add_argument("--device", default="0000:01:00.0", help="the device selected in the topology view")
+    s.add_argument("--group-device", default="0000:01:00.0", help="the device whose group is planned")
+    s.add_argument("--walkthrough", help="also shoot step 1 of this walkthrough")
+    s.set_defaults(func=cmd_screenshots)
 
     s = sub.add_parser("topologies", help="list the bundled topologies (use as builtin:NAME)")
     s.set_defaults(func=cmd_topologies)

@@ -93,9 +93,13 @@ def load_source(spec: str | None = None) -> Topology:
         if not name or not path.is_file():
             known = ", ".join(builtin_names()) or "none"
             raise SourceError(f"no bundled topology {name!r} (bundled: {known})", path=spec)
+        from dataclasses import replace
+
         from .yaml_topology import load_yaml
 
-        return load_yaml(path)
+        t = load_yaml(path)
+        # Name a bundled machine by its builtin name, not by where it is installed.
+        return Topology(t.functions, t.host_bridges, replace(t.source, location=spec))
     if kind == "sysfs":
         from .sysfs import load_sysfs
 

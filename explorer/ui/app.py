@@ -220,8 +220,8 @@ class ExplorerApp(App):
     LoadingIndicator { height: 3; }
     #plan-panel { height: 12; display: none; }
     #plan-panel.-visible { display: block; }
-    #plan-list { width: 2fr; border: round $primary; }
-    #findings { width: 3fr; border: round $warning; }
+    #plan-list { width: 2fr; height: 100%; border: round $primary; }
+    #findings { width: 3fr; height: 100%; border: round $warning; }
     #tour { dock: right; width: 52; border: round $accent; padding: 0 1; display: none; }
     #tour.-visible { display: block; }
     """
