@@ -187,6 +187,36 @@ def test_sysfs_vmd_domain_nests_under_its_endpoint(unpacked, tmp_path):
     assert_same(t, load_yaml_text(text))
 
 
+LSPCI = sorted((REPO / "tests" / "fixtures" / "lspci").glob("*.txt"))
+
+
+@pytest.mark.parametrize("path", LSPCI, ids=[p.stem for p in LSPCI])
+def test_lspci_machine_roundtrip(path):
+    """Real machines as lspci -vvnn saw them: names, partial facts, VMD domains, Thunderbolt."""
+    lspci = pytest.importorskip("explorer.sources.lspci")
+    t = lspci.load_lspci(path)
+    text = dump_yaml(t)
+    back = load_yaml_text(text)
+    assert_same(t, back)
+    assert dump_yaml(back) == text
+
+
+def test_synthetic_machine_roundtrip():
+    """A large synthetic server: several domains and host bridges, VMD domains, RCECs, switches,
+    SR-IOV NICs with many VFs on buses past their PF's."""
+    synthetic = pytest.importorskip("explorer.sources.synthetic")
+    t = synthetic.generate(600, 5)
+    text = dump_yaml(t)
+    assert "&id" not in text and "*id" not in text  # no anchors/aliases, even for shared values
+    back = load_yaml_text(text)
+    assert_same(t, back)
+    assert dump_yaml(back) == text
+    assert back.source.warnings == ()
+    assert_both_emitters_agree(t)
+    if t.vmd_domains:
+        assert "vmd:" in text
+
+
 @pytest.mark.skipif(not has_pci("/"), reason="this machine shows no PCI devices")
 def test_live_machine_roundtrip():
     t = load_sysfs("/")

@@ -16,10 +16,12 @@ say, whatever YAML 1.1 would make of them). Every problem is a one-line
 from __future__ import annotations
 
 import difflib
+import gc
 import re
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -102,8 +104,27 @@ def load_yaml(path: str | Path) -> Topology:
     return load_yaml_text(text, p)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large node graph is built (it would
+    rescan the growing graph again and again: loading a 3000-function machine takes 4x
+    longer with it on). Nothing here makes reference cycles that outlive the call."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_yaml_text(text: str, path: str = "<string>") -> Topology:
     """Load a YAML topology from ``text``; ``path`` names it in errors and SourceInfo."""
+    with _gc_paused():
+        return _load_text(text, path)
+
+
+def _load_text(text: str, path: str) -> Topology:
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
@@ -1068,9 +1089,15 @@ class _Dumper(yaml.SafeDumper):
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         return super().increase_indent(flow, False)
 
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # never write anchors and aliases (&id001 / *id001)
+
 
 class _CDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
     """The C emitter (when PyYAML has it): its block sequences are indented by _indent_sequences."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 for _d in (_Dumper, _CDumper):
@@ -1353,6 +1380,7 @@ class _Writer:
         self.fns: dict[Address, Function] = dict(topology.functions)
         self.hbs = sorted(topology.host_bridges, key=lambda h: (h.domain, h.root_bus))
         self.defaults: dict[str, Any] = {}
+        self.default_canon: dict[str, Any] = {}
 
     # ---- where each function is written ------------------------------------------------
     def layout(self) -> None:
@@ -1453,6 +1481,7 @@ class _Writer:
             best, count = counts.most_common(1)[0]
             if best != ("unknown",) and count * 2 > len(pool) and count >= 2:
                 self.defaults[key] = sample[best]
+                self.default_canon[key] = best
 
     # ---- entries -----------------------------------------------------------------------
     def entry(self, a: Address, top_level: bool, nested_vf: bool) -> dict[str, Any]:
@@ -1466,20 +1495,19 @@ class _Writer:
                     d["physfn"] = _Q(str(f.physfn))
                 continue
             v = _encode_value(f, key)
+            # What the reader would fill in if the key were left out: implied, default or unknown.
             if key == "is-virtfn" and f.physfn is not None:
-                inferred: Any = True
+                implied: Any = _canon(True)
             else:
-                inferred = self.defaults.get(key, _UNKNOWN)
-            if _canon(v) == _canon(inferred) and not (key == "ids"):
+                implied = self.default_canon.get(key)
+            if implied is None:  # no default: leave out exactly the unknown values
+                if v is not _UNKNOWN:
+                    d[key] = v
+                elif key == "ids":
+                    d["ids"] = _Q("?:?")  # ids is required; this says both halves are unknown
                 continue
-            if v is _UNKNOWN:
-                if key == "ids":
-                    d["ids"] = _Q("?:?")
-                else:
-                    d[key] = None
-            else:
-                d[key] = v
-        # is-virtfn/physfn come after the plain facts; keep _FN_KEYS order for the rest.
+            if _canon(v) != implied:
+                d[key] = None if v is _UNKNOWN else v
         if f.virtfns and a not in self.vf_mode:
             d["virtfns"] = [_Q(str(v)) for v in f.virtfns]
         hb = self.hb_nested.get(a)
@@ -1536,5 +1564,6 @@ class _Writer:
 
 def dump_yaml(topology: Topology) -> str:
     """Write ``topology`` as a YAML topology (deterministic: same topology, same text)."""
-    body = _emit(_Writer(topology).document())
+    with _gc_paused():
+        body = _emit(_Writer(topology).document())
     return "# PCI topology for pci-explorer; the format is described in docs/yaml-format.md\n" + body
