@@ -334,6 +334,29 @@ def cmd_screenshots(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .kernel.groups import predict_groups
+    from .sources.synthetic import generate
+
+    if args.functions < 1:
+        raise CliError("--functions must be at least 1")
+    t = generate(args.functions, args.seed, label_groups=lambda topo: predict_groups(topo).group_of)
+    if args.format == "yaml":
+        from .sources.yaml_topology import dump_yaml
+
+        write_atomic(args.output, dump_yaml(t), overwrite=args.force)
+    else:
+        from .sources.sysfs_writer import write_sysfs_tree
+
+        if os.path.exists(args.output) and not args.force and (not os.path.isdir(args.output) or os.listdir(args.output)):
+            raise OutputExists(args.output)
+        if args.force and os.path.isdir(args.output) and os.listdir(args.output):
+            raise CliError(f"{args.output}: not empty; give a new directory for a sysfs tree")
+        write_sysfs_tree(t, args.output)
+    print(f"wrote {args.output}: {len(t)} functions ({args.format}, seed {args.seed})")
+    return 0
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     source = args.source
     notice = None
@@ -478,6 +501,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", nargs="?", help="the walkthrough to start")
     s.add_argument("--list", action="store_true", help="list the walkthroughs")
     s.set_defaults(func=cmd_walkthrough)
+
+    s = sub.add_parser("generate", help="a synthetic large machine, as a YAML topology or a sysfs tree lspci reads")
+    s.add_argument("--functions", type=int, required=True, metavar="N")
+    s.add_argument("--seed", type=int, default=0, metavar="S")
+    s.add_argument("--format", choices=("sysfs", "yaml"), default="yaml")
+    s.add_argument("-o", "--output", required=True, help="a YAML file, or a new directory for the sysfs tree")
+    s.add_argument("--force", action="store_true", help="replace an existing YAML file")
+    s.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("screenshots", help="regenerate the SVG screenshots of the main views (for the README)")
     s.add_argument("--out", default="screenshots", help="directory (default: screenshots)")

@@ -263,3 +263,15 @@ def test_bad_plan_action_is_one_line(unpacked, tmp_path):
     plan.write_text("pci-explorer: plan/1\nactions: [1, 2\n")
     p = run("check", str(plan))
     assert p.returncode == 2 and str(plan) in p.stderr and "Traceback" not in p.stderr
+
+
+def test_generate_yaml_and_sysfs_load_back(tmp_path, capsys):
+    y = tmp_path / "m.yaml"
+    assert main(["generate", "--functions", "300", "--seed", "7", "-o", str(y)]) == 0
+    d = tmp_path / "sysfs"
+    assert main(["generate", "--functions", "300", "--seed", "7", "--format", "sysfs", "-o", str(d)]) == 0
+    capsys.readouterr()
+    a, b = _devices(capsys, str(y)), _devices(capsys, str(d))
+    assert len(a) == 300 and set(a) == set(b)
+    assert {k: v["iommu_group"] for k, v in a.items()} == {k: v["iommu_group"] for k, v in b.items()}
+    assert main(["generate", "--functions", "300", "-o", str(y)]) == 2  # no silent overwrite
