@@ -38,6 +38,9 @@ class Task:
     group: bool | None = None
     code: str | None = None
     target: str | None = None  # export target
+    #: How to do it right (used by the tests, and shown on request): {select: BDF},
+    #: {view: NAME}, {plan: [[words], ...]} (plan actions), {export: TARGET}.
+    solution: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def _task(d: Any, where: str) -> Task:
     prompt = d.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise WalkthroughError(f"{where}.prompt: a task needs a prompt telling the user what to do")
-    known = {"kind", "prompt", "device", "devices", "view", "action", "group", "code", "target"}
+    known = {"kind", "prompt", "device", "devices", "view", "action", "group", "code", "target", "solution"}
     extra = set(d) - known
     if extra:
         raise WalkthroughError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
@@ -104,7 +107,10 @@ def _task(d: Any, where: str) -> Task:
         raise WalkthroughError(f"{where}.action: an action task names the action kind (bind, assign, ...)")
     if kind == "finding" and not d.get("code"):
         raise WalkthroughError(f"{where}.code: a finding task names the finding code")
-    return Task(kind, prompt.strip(), dev, devs, view, d.get("action"), d.get("group"), d.get("code"), d.get("target"))
+    sol = d.get("solution")
+    if sol is not None and not (isinstance(sol, dict) and set(sol) <= {"select", "view", "plan", "export"}):
+        raise WalkthroughError(f"{where}.solution: a mapping with select, view, plan or export")
+    return Task(kind, prompt.strip(), dev, devs, view, d.get("action"), d.get("group"), d.get("code"), d.get("target"), sol)
 
 
 def load_walkthrough(path: str | Path) -> Walkthrough:
