@@ -11,10 +11,13 @@
 * type 1 header: primary/secondary/subordinate bus numbers and the I/O, memory
   and prefetchable windows (16/32-bit I/O, 32/64-bit prefetchable) — a window
   that is ABSENT is written closed (base above limit) as the kernel does;
-* capability list: power management, SSVID (bridges), PCI Express v2 with the
-  device/port type, slot capabilities (hot-plug, surprise, physical slot
-  number) when a slot is implemented, link capabilities and status, DevCap2
-  (ARI forwarding, End-End TLP prefix) and LnkCap2;
+* capability list (none for a conventional function without subsystem IDs to
+  carry, so even a 64-byte prefix says "conventional"): power management,
+  SSVID (bridges with non-zero subsystem IDs), PCI Express with the device/port
+  type, slot capabilities (hot-plug, surprise, physical slot number) when a
+  slot is implemented, link capabilities and status, and for version 2 (the
+  model knows DevCap2) DevCap2 (ARI forwarding, End-End TLP prefix) and LnkCap2;
+  a VF's vendor/device registers read 0xffff and its BARs 0, as on real VFs;
 * extended capabilities from 0x100: AER, ACS (capability and control), ARI,
   ATS, PRI, PASID, SR-IOV (counts, offset, stride, VF device ID, control bits
   and the VF BAR registers), RCEC endpoint association (v2 with bus range when

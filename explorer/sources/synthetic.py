@@ -945,7 +945,7 @@ def generate(functions: int, seed: int = 0, *, label_groups: Callback | None = N
         location=f"synthetic:{functions}:{seed}",
         description=f"synthetic machine: {functions} functions, seed {seed}",
         kernel_release=KERNEL_RELEASE,
-        kernel_cmdline="intel_iommu=on iommu=pt",
+        kernel_cmdline="intel_iommu=on",
     )
     topo = Topology.build(emit.out, hbs, source)
     if len(topo) != functions:
