@@ -290,9 +290,13 @@ def cmd_topologies(args: argparse.Namespace) -> int:
         try:
             with open(builtin_dir() / f"{name}.yaml", encoding="utf-8") as f:
                 for line in f:
-                    s = line.strip()
-                    if s.startswith("description:"):
-                        desc = s.split(":", 1)[1].strip().strip("'\"")
+                    if line.startswith("description:"):
+                        import yaml
+
+                        try:
+                            desc = str(yaml.safe_load(line)["description"])
+                        except (yaml.YAMLError, KeyError, TypeError):
+                            desc = line.split(":", 1)[1].strip()
                         break
         except OSError:
             pass
@@ -512,10 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("screenshots", help="regenerate the SVG screenshots of the main views (for the README)")
     s.add_argument("--out", default="screenshots", help="directory (default: screenshots)")
-    s.add_argument("--source", default="builtin:example-small", help="the machine to show")
-    s.add_argument("--device", default="0000:01:00.0", help="the device selected in the topology view")
-    s.add_argument("--group-device", default="0000:01:00.0", help="the device whose group is planned")
-    s.add_argument("--walkthrough", help="also shoot step 1 of this walkthrough")
+    s.add_argument("--source", default="builtin:amd-laptop-dgpu-usb4", help="the machine to show")
+    s.add_argument("--device", default="0000:03:00.0", help="the device selected in the topology view")
+    s.add_argument("--group-device", default="0000:03:00.0", help="the device whose group is planned")
+    s.add_argument("--walkthrough", default="gpu-passthrough", help="also shoot step 1 of this walkthrough")
     s.set_defaults(func=cmd_screenshots)
 
     s = sub.add_parser("topologies", help="list the bundled topologies (use as builtin:NAME)")

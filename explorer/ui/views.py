@@ -63,34 +63,48 @@ class Analysis:
         return account(self.topology)
 
 
+_PORT_TAGS = {
+    "root-port": "root port",
+    "switch-upstream": "switch up",
+    "switch-downstream": "switch down",
+    "pcie-to-pci-bridge": "PCIe-to-PCI",
+    "pci-to-pcie-bridge": "PCI-to-PCIe",
+    "rc-event-collector": "RCEC",
+    "rc-integrated-endpoint": "RCiEP",
+}
+
+
 def device_label(topology: Topology, addr: Address, analysis: Analysis | None = None, *, trust: bool = False) -> Text:
-    """A tree row: address, short name, badges. Plain Text: device names contain brackets."""
+    """A tree row: address, then the badges people scan for, then the name.
+
+    Plain Text always: device names contain brackets, which markup would eat.
+    """
     fn = topology.functions[addr]
     label = Text()
     label.append(fn.bdf, style="bold")
-    label.append("  ")
-    label.append(names.short_name(fn))
-    if fn.vendor_device:
-        label.append(f"  {fn.vendor_device}", style="dim")
-    if fn.pcie_type and fn.pcie_type.is_port:
-        label.append(f"  {fn.pcie_type.label}", style="italic")
+    if fn.pcie_type is not None and fn.pcie_type.value in _PORT_TAGS:
+        label.append(f" {_PORT_TAGS[fn.pcie_type.value]}", style="italic")
     if present(fn.iommu_group):
-        label.append(f"  g{fn.iommu_group}", style="magenta")
+        label.append(f" g{fn.iommu_group}", style="magenta")
     if present(fn.driver):
-        label.append(f"  {fn.driver}", style="green")
+        label.append(f" {fn.driver}", style="green")
     sr = fn.caps.sriov
     if present(sr) and sr.total_vfs:  # type: ignore[union-attr]
-        label.append(f"  VFs {sr.num_vfs or 0}/{sr.total_vfs}", style="blue")  # type: ignore[union-attr]
+        label.append(f" VFs {sr.num_vfs or 0}/{sr.total_vfs}", style="blue")  # type: ignore[union-attr]
     if fn.is_virtfn:
-        label.append("  VF", style="blue")
+        label.append(" VF", style="blue")
     if present(fn.slot) and fn.slot.hotplug:  # type: ignore[union-attr]
-        label.append("  hotplug", style="yellow")
+        label.append(" hotplug", style="yellow")
     if fn.external_facing:
-        label.append("  external-facing", style="bold yellow")
+        label.append(" external-facing", style="bold yellow")
     if analysis is not None and (trust or fn.removable):
         tr = analysis.trust.get(addr)
         if tr is not None and tr.untrusted:
-            label.append("  UNTRUSTED", style="bold red")
+            label.append(" UNTRUSTED", style="bold red")
+    label.append("  ")
+    label.append(names.device_name(fn) or names.class_name(fn) or "PCI function")
+    if fn.vendor_device:
+        label.append(f"  {fn.vendor_device}", style="dim")
     return label
 
 
