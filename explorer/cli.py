@@ -361,6 +361,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        raise CliError("serving needs the web extra: pip install 'pci-explorer[web]'") from None
+    import shlex
+
+    if args.source is not None:
+        _load(args.source)  # a bad SOURCE fails here, in one line, not in every browser tab
+    parts = [sys.executable, "-m", "explorer", "tui"] + ([os.path.abspath(args.source) if os.path.exists(args.source) else args.source] if args.source else [])
+    command = " ".join(shlex.quote(p) for p in parts)
+    print(f"serving pci-explorer on http://{args.host}:{args.port}/ (ctrl+c stops)", file=sys.stderr)
+    Server(command, host=args.host, port=args.port, title="pci-explorer").serve()
+    return 0
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     source = args.source
     notice = None
@@ -381,7 +397,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
     topology = _load(source)
     if notice:
         print(notice, file=sys.stderr)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    under_web = "web_driver" in os.environ.get("TEXTUAL_DRIVER", "")
+    if not under_web and not (sys.stdin.isatty() and sys.stdout.isatty()):
         from .export.topology import render_tree
 
         print("(not a terminal: printing the tree; run pci-explorer in a terminal for the interactive app)", file=sys.stderr)
@@ -505,6 +522,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", nargs="?", help="the walkthrough to start")
     s.add_argument("--list", action="store_true", help="list the walkthroughs")
     s.set_defaults(func=cmd_walkthrough)
+
+    s = sub.add_parser("serve", help="the same app in a web page (needs the web extra: textual-serve)")
+    s.add_argument("source", nargs="?", help=SOURCE_HELP)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("generate", help="a synthetic large machine, as a YAML topology or a sysfs tree lspci reads")
     s.add_argument("--functions", type=int, required=True, metavar="N")
