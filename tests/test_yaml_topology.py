@@ -104,7 +104,8 @@ def assert_both_emitters_agree(t: Topology) -> None:
     # The emitters may spell a scalar differently (characters beyond U+FFFF; an empty key,
     # which the Python one writes as "? ''"), never the layout.
     indents = [[len(line) - len(line.lstrip(" ")) for line in text.splitlines()] for text in (fast, slow)]
-    if "\n? " not in slow and not slow.startswith("? ") and "  ? " not in slow:
+    # Either emitter may fall back to the explicit "? key" form for an odd key (a lone "\r").
+    if not any("\n? " in x or x.startswith("? ") or "  ? " in x for x in (fast, slow)):
         assert indents[0] == indents[1]
     a, b = load_yaml_text(fast), load_yaml_text(slow)
     assert a.functions == b.functions and a.host_bridges == b.host_bridges
