@@ -34,3 +34,17 @@ def unpacked(tmp_path_factory):
         return cache[name]
 
     return get
+
+
+# Property tests explore new inputs on developers' machines; in CI they replay a fixed,
+# derandomized sequence so a run is repeatable (failures found locally become regressions).
+try:
+    import os as _os
+
+    from hypothesis import settings as _hsettings
+
+    _hsettings.register_profile("ci", derandomize=True, print_blob=True)
+    if _os.environ.get("CI"):
+        _hsettings.load_profile("ci")
+except ImportError:  # pragma: no cover
+    pass
