@@ -377,8 +377,8 @@ class _Writer:
             for win in h.windows:
                 (io if win.kind is WindowKind.IO else mem).append((win.start, win.end, f"PCI Bus {h.domain:04x}:{h.root_bus:02x}"))
         if any_windows:
-            self.text("proc/iomem", _resource_tree(mem, 8, "Reserved"))
-            self.text("proc/ioports", _resource_tree(io, 4, "PCI conf1"))
+            self.text("proc/iomem", _resource_tree(mem, 8, (0x0, 0xFFF, "Reserved")))
+            self.text("proc/ioports", _resource_tree(io, 4, (0xCF8, 0xCFF, "PCI conf1")))
         lines = []
         for n, h in enumerate(t.host_bridges):
             if h.bus_range is not None:
@@ -388,25 +388,15 @@ class _Writer:
             self.text("dmesg.txt", "".join(lines))
 
 
-def _resource_tree(entries: list[tuple[int, int, str]], width: int, filler: str) -> str:
+def _resource_tree(entries: list[tuple[int, int, str]], width: int, filler: tuple[int, int, str]) -> str:
     """A proc/iomem-style listing of top-level ranges in address order.
 
-    A small non-PCI range is put first where it fits, so the file never reads as the
-    all-zero listing a non-root reader gets.
+    ``filler`` (a non-PCI range) is added where it overlaps nothing, as real files have
+    such lines, and so the file never reads as the all-zero listing a non-root reader gets.
     """
-    entries = sorted(entries)
-    lines = []
-    if not entries or entries[0][0] > 0xFFF:
-        if filler == "PCI conf1":
-            if not any(s <= 0xCFF and e >= 0xCF8 for s, e, _ in entries):
-                entries = sorted(entries + [(0xCF8, 0xCFF, filler)])
-        else:
-            entries = [(0, 0xFFF, filler)] + entries
-    elif filler == "PCI conf1" and not any(s <= 0xCFF and e >= 0xCF8 for s, e, _ in entries):
-        entries = sorted(entries + [(0xCF8, 0xCFF, filler)])
-    for s, e, name in entries:
-        lines.append(f"{s:0{width}x}-{e:0{width}x} : {name}\n")
-    return "".join(lines)
+    if not any(s <= filler[1] and filler[0] <= e for s, e, _ in entries):
+        entries = entries + [filler]
+    return "".join(f"{s:0{width}x}-{e:0{width}x} : {name}\n" for s, e, name in sorted(entries))
 
 
 def write_sysfs_tree(topology: Topology, root_dir: str | Path) -> Path:
