@@ -13,6 +13,7 @@ What it reads (and so what ``snapshot`` stores), relative to ``root``:
 
 from __future__ import annotations
 
+import gc
 import os
 import posixpath
 import re
@@ -122,6 +123,84 @@ class _Root:
             size = os.path.getsize(p)
             with open(p, "rb") as f:
                 return f.read(), size
+        except OSError:
+            return None
+
+
+class _DevDir:
+    """One device directory, opened once: its listing and files read relative to it.
+
+    Reading through a directory descriptor with os.open/os.read costs three system calls
+    a file (openat, read, close) and no path building: what lets a big tree load about as
+    fast as pciutils reads it.
+    """
+
+    __slots__ = ("fd", "names")
+
+    def __init__(self, path: str) -> None:
+        try:
+            self.fd: int | None = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            self.fd = None
+            self.names: frozenset[str] = frozenset()
+            return
+        try:
+            self.names = frozenset(os.listdir(self.fd))
+        except OSError:
+            self.names = frozenset()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def raw(self, name: str, limit: int = 65536) -> bytes | None:
+        if self.fd is None or name not in self.names:
+            return None
+        try:
+            fd = os.open(name, os.O_RDONLY, dir_fd=self.fd)
+        except OSError:
+            return None
+        try:
+            return os.read(fd, limit)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    def text(self, name: str) -> str | None:
+        data = self.raw(name)
+        return None if data is None else data.decode("utf-8", "replace").strip()
+
+    def config(self) -> tuple[bytes, int] | None:
+        """The config space as readable, and the file's full size (st_size)."""
+        if self.fd is None or "config" not in self.names:
+            return None
+        try:
+            fd = os.open("config", os.O_RDONLY, dir_fd=self.fd)
+        except OSError:
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            chunks = []
+            while True:
+                part = os.read(fd, 8192)
+                if not part:
+                    break
+                chunks.append(part)
+                if sum(len(c) for c in chunks) >= max(size, 4096):
+                    break
+            return b"".join(chunks), size
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    def link(self, name: str) -> str | None:
+        if self.fd is None or name not in self.names:
+            return None
+        try:
+            return posixpath.basename(os.readlink(name, dir_fd=self.fd).rstrip("/"))
         except OSError:
             return None
 
@@ -280,16 +359,14 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
 
     functions: list[Function] = []
     host_bridges: dict[tuple[int, int], Address | None] = {}
-    for name in names:
-        addr = Address.parse(name)
-        rel = r.resolve_link(f"{devdir}/{name}")
-        if rel is None:
-            warnings.append(f"{devdir}/{name}: link leads nowhere inside the tree; skipped")
-            continue
-        fn, hb = _load_function(r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings)
-        functions.append(fn)
-        if hb is not None:
-            host_bridges.setdefault(hb[0], hb[1])
+    # Many small immutable objects and no cycles: the cyclic collector would only rescan them.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
     # Host bridges named as directories under sys/devices (also ones with no function yet).
     try:
@@ -327,6 +404,19 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
         warnings=tuple(warnings),
     )
     return Topology.build(functions, hbs, source)
+
+
+def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings) -> None:
+    for name in names:
+        addr = Address.parse(name)
+        rel = r.resolve_link(f"{devdir}/{name}")
+        if rel is None:
+            warnings.append(f"{devdir}/{name}: link leads nowhere inside the tree; skipped")
+            continue
+        fn, hb = _load_function(r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings)
+        functions.append(fn)
+        if hb is not None:
+            host_bridges.setdefault(hb[0], hb[1])
 
 
 def _read_slots(r: _Root) -> dict[tuple[int, int, int], str]:
@@ -381,13 +471,27 @@ def _load_function(
     slot_names: dict[tuple[int, int, int], str],
     warnings: list[str],
 ) -> tuple[Function, tuple[tuple[int, int], Address | None] | None]:
+    d = _DevDir(r.abs(rel))
     try:
-        present_files = {e.name for e in os.scandir(r.abs(rel))}
-    except OSError:
-        present_files = set()
+        return _load_from_dir(d, r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings)
+    finally:
+        d.close()
 
-    def text(name: str) -> str | None:
-        return r.read_text(f"{rel}/{name}") if name in present_files else None
+
+def _load_from_dir(
+    d: _DevDir,
+    r: _Root,
+    addr: Address,
+    rel: str,
+    groups_exist: bool,
+    removable_known: bool | None,
+    reset_known: bool | None,
+    slots_exist: bool,
+    slot_names: dict[tuple[int, int, int], str],
+    warnings: list[str],
+) -> tuple[Function, tuple[tuple[int, int], Address | None] | None]:
+    present_files = d.names
+    text = d.text
 
     parent_dir = posixpath.basename(posixpath.dirname(rel))
     parent: Address | None = None
@@ -401,15 +505,21 @@ def _load_function(
             owner = Address.parse(owner_dir) if is_address(owner_dir) else None
             hb_key = ((int(m.group(1), 16), int(m.group(2), 16)), owner)
 
-    cfg_raw = r.read_bytes(f"{rel}/config") if "config" in present_files else None
+    cfg_raw = d.config()
     facts = decode_config(cfg_raw[0], cfg_raw[1]) if cfg_raw else None
     if facts:
         for w in facts.warnings:
             warnings.append(f"{addr}: {w}")
 
+    # The kernel's class (quirks may rewrite it) comes from sysfs; the IDs, revision and
+    # subsystem IDs sysfs would print are the same registers, so take them from config
+    # space when it was readable and spare a file read each.
+    cfg_ok = facts is not None and facts.length >= 64
     class_code = _int(text("class"), 16)
-    vendor = _int(text("vendor"), 16)
-    device = _int(text("device"), 16)
+    # A VF's own ID registers read 0xffff: the kernel takes them from its PF (iov.c).
+    ids_ok = cfg_ok and "physfn" not in present_files and facts.vendor_id not in (None, 0xFFFF)  # type: ignore[union-attr]
+    vendor = facts.vendor_id if ids_ok else _int(text("vendor"), 16)  # type: ignore[union-attr]
+    device = facts.device_id if ids_ok else _int(text("device"), 16)  # type: ignore[union-attr]
     header_type = facts.header_type if facts else None
     multifunction = facts.multifunction if facts else None
 
@@ -481,9 +591,13 @@ def _load_function(
     bridge: object = None
     is_bridge_hdr = header_type == 1 or ("secondary_bus_number" in present_files)
     if is_bridge_hdr:
-        sec = _int(text("secondary_bus_number"), 10)
-        sub = _int(text("subordinate_bus_number"), 10)
         cfg_br = facts.bridge if facts else None
+        # sysfs reads these two live from config space (pci-sysfs.c): same bytes.
+        if cfg_ok and cfg_br is not None and cfg_br.secondary is not None:
+            sec, sub = cfg_br.secondary, cfg_br.subordinate
+        else:
+            sec = _int(text("secondary_bus_number"), 10)
+            sub = _int(text("subordinate_bus_number"), 10)
         # The kernel lists window rows only for a bridge with a subordinate bus; a bridge
         # it left unconfigured forwards nothing, whatever stale values config space holds.
         no_window = ABSENT if res_text is not None else None
@@ -522,20 +636,20 @@ def _load_function(
         slot = ABSENT
 
     # Driver, group, VF links
-    driver_name = r.link_name(f"{rel}/driver") if "driver" in present_files else None
+    driver_name = d.link("driver")
     driver = driver_name if driver_name else ABSENT
     override = text("driver_override")
     override_v: object = None
     if override is not None:
         override_v = ABSENT if override in ("(null)", "") else override
-    group_name = r.link_name(f"{rel}/iommu_group") if "iommu_group" in present_files else None
+    group_name = d.link("iommu_group")
     group: object = group_name if group_name else (ABSENT if groups_exist else None)
-    physfn_name = r.link_name(f"{rel}/physfn") if "physfn" in present_files else None
+    physfn_name = d.link("physfn")
     physfn = Address.parse(physfn_name) if physfn_name and is_address(physfn_name) else None
     virtfns = []
     for f in sorted(present_files):
         if f.startswith("virtfn") and f[6:].isdigit():
-            vn = r.link_name(f"{rel}/{f}")
+            vn = d.link(f)
             if vn and is_address(vn):
                 virtfns.append((int(f[6:]), Address.parse(vn)))
     virtfns.sort()
@@ -543,7 +657,7 @@ def _load_function(
     if "domain" in present_files:
         # vmd.c links "domain" to the VMD root bus's pci_bus device:
         # .../pci10000:e0/pci_bus/10000:e0 (a bare dddd:bb), older layouts name the pci dir.
-        dn = r.link_name(f"{rel}/domain") or ""
+        dn = d.link("domain") or ""
         m = _HOSTBRIDGE_RE.match(dn) or _BUS_NAME_RE.match(dn)
         if m:
             vmd_domain = int(m.group(1), 16)
@@ -561,15 +675,26 @@ def _load_function(
         removable = False if removable_known else None
     numa = _int(text("numa_node"), 10)
 
+    # Subsystem IDs: a normal header holds them at 0x2c; a bridge's come from its SSVID
+    # capability (read by the kernel at probe), else sysfs prints what the kernel stored.
+    if cfg_ok and header_type == 0 and facts.subsystem_vendor_id is not None:  # type: ignore[union-attr]
+        subsys = (facts.subsystem_vendor_id, facts.subsystem_device_id)  # type: ignore[union-attr]
+    elif cfg_ok and facts.length >= 256 and facts.subsystem_vendor_id is not None:  # type: ignore[union-attr]
+        subsys = (facts.subsystem_vendor_id, facts.subsystem_device_id)  # type: ignore[union-attr]
+    else:
+        subsys = (_int(text("subsystem_vendor"), 16), _int(text("subsystem_device"), 16))
+        if subsys == (None, None) and facts is not None:
+            subsys = (facts.subsystem_vendor_id, facts.subsystem_device_id)
+
     fn = Function(
         address=addr,
         parent=parent,
         vendor_id=vendor if vendor is not None else (facts.vendor_id if facts else None),
         device_id=device if device is not None else (facts.device_id if facts else None),
-        subsystem_vendor_id=_int(text("subsystem_vendor"), 16) if "subsystem_vendor" in present_files else (facts.subsystem_vendor_id if facts else None),
-        subsystem_device_id=_int(text("subsystem_device"), 16) if "subsystem_device" in present_files else (facts.subsystem_device_id if facts else None),
+        subsystem_vendor_id=subsys[0],
+        subsystem_device_id=subsys[1],
         class_code=class_code if class_code is not None else (facts.class_code if facts else None),
-        revision=_int(text("revision"), 16) if "revision" in present_files else (facts.revision if facts else None),
+        revision=facts.revision if cfg_ok else _int(text("revision"), 16),  # type: ignore[union-attr]
         header_type=header_type,
         multifunction=multifunction,
         pcie_type=pcie_type,
