@@ -76,12 +76,75 @@ class _Join(NamedTuple):
     found: int | None = None
 
 
+class _LazyExplanations(dict):
+    """label -> reasons, each worked out the first time it is asked for.
+
+    Writing the reasons costs about as much as forming the groups; a 100k-function
+    machine has ~100k groups and a person reads a handful, so they are made on demand.
+    It behaves as a plain dict of every label (iteration, ``in``, ``get``, ``items``).
+    """
+
+    def __init__(self, labels: list[str], make) -> None:
+        super().__init__()
+        self._labels = labels
+        self._known = set(labels)
+        self._make = make
+
+    def __missing__(self, label: str) -> list[str]:
+        if label not in self._known:
+            raise KeyError(label)
+        value = self._make(label)
+        dict.__setitem__(self, label, value)
+        return value
+
+    def _fill(self) -> None:
+        for label in self._labels:
+            if not dict.__contains__(self, label):
+                self[label]
+
+    def get(self, label, default=None):  # type: ignore[override]
+        return self[label] if label in self._known else default
+
+    def __contains__(self, label: object) -> bool:
+        return label in self._known
+
+    def __iter__(self):
+        return iter(self._labels)
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def keys(self):  # type: ignore[override]
+        self._fill()
+        return dict.keys(self)
+
+    def values(self):  # type: ignore[override]
+        self._fill()
+        return dict.values(self)
+
+    def items(self):  # type: ignore[override]
+        self._fill()
+        return dict.items(self)
+
+    def __eq__(self, other: object) -> bool:
+        self._fill()
+        if isinstance(other, _LazyExplanations):
+            other._fill()
+        return dict.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        self._fill()
+        return dict.__repr__(self)
+
+
 @dataclass
 class GroupPrediction:
     #: label -> members (sorted), labels in address order of each group's lowest member.
     groups: dict[str, tuple[Address, ...]]
     group_of: dict[Address, str]
-    #: label -> a short chain of causes, each naming devices.
+    #: label -> a short chain of causes, each naming devices (made on first access).
     explanations: dict[str, list[str]]
     #: True when the prediction rests on a what-if (assume_acs, acs_override).
     hypothetical: bool = False
@@ -939,9 +1002,11 @@ def _predict(topology: Topology, assume_acs: Iterable[Address], acs_override: st
                         "them (e.g. host bridges, the AMD IOMMU itself); they are left out of the groups")
 
     exp = _Explainer(sim)
-    explanations: dict[str, list[str]] = {}
-    for g in order:
-        explanations[gid_label[g]] = exp.group(sim.members[g], would_join.get(g, []))
+    label_gid = {gid_label[g]: g for g in order}
+    explanations = _LazyExplanations(
+        [gid_label[g] for g in order],
+        lambda label: exp.group(sim.members[label_gid[label]], would_join.get(label_gid[label], [])),
+    )
 
     reported_override = acs_override_in_cmdline(topology.source.kernel_cmdline)
     if reported_override is not None:
