@@ -35,7 +35,8 @@ Planning (on the selected device; the plan is validated in the background):
   b          bind to vfio-pci            B   bind its whole IOMMU group
   a          assign to a VM              A   assign its whole IOMMU group
   v          set the SR-IOV VF count     m   create mediated devices
-  h          hot-add a device below this hotplug port
+  h          hot-add a device below this hotplug port (its BARs)
+  H          hot-add a device copied from a bundled machine (pci-explorer topologies)
   x          hot-remove this device (and what is below it)
   z / y      undo / redo                 f   jump to the next finding
   e          export the plan (refused while it has errors)
@@ -64,6 +65,36 @@ class HelpScreen(ModalScreen[None]):
         self.dismiss(None)
 
 
+#: Every action of the app, for the command palette: (title, action, help).
+ACTION_COMMANDS = (
+    ("view: topology", "view('topology')", "the PCI tree"),
+    ("view: IOMMU groups", "view('groups')", "groups, predicted and as the kernel reported them"),
+    ("view: trust", "view('trust')", "external-facing ports and untrusted devices"),
+    ("view: resources", "view('resources')", "bus numbers, windows and free space"),
+    ("search devices", "search", "find by address, name, IDs or driver"),
+    ("plan: bind the selected device to vfio-pci", "plan_bind(False)", "b"),
+    ("plan: bind the selected device's whole IOMMU group to vfio-pci", "plan_bind(True)", "B"),
+    ("plan: assign the selected device to a VM", "plan_assign(False)", "a"),
+    ("plan: assign the selected device's whole IOMMU group to a VM", "plan_assign(True)", "A"),
+    ("plan: set the SR-IOV VF count", "plan_sriov", "v"),
+    ("plan: create mediated devices", "plan_mdev", "m"),
+    ("plan: hot-add a device below the selected port", "plan_hot_add", "h"),
+    ("plan: hot-add a device from a bundled machine below the selected port", "plan_hot_add_template", "H"),
+    ("plan: hot-remove the selected device", "plan_hot_remove", "x"),
+    ("plan: undo", "undo", "z"),
+    ("plan: redo", "redo", "y"),
+    ("plan: next finding", "next_finding", "f"),
+    ("plan: save", "save", "s"),
+    ("plan: export", "export", "e"),
+    ("file: open another source", "open_source", "o"),
+    ("walkthrough: next step", "tour_next", "n"),
+    ("walkthrough: previous step", "tour_back", "p"),
+    ("walkthrough: leave", "tour_leave", "l"),
+    ("help: keys", "help", "?"),
+    ("quit", "request_quit", "q"),
+)
+
+
 class DeviceSearch(Provider):
     """Palette search over devices: address, name, vendor:device, driver."""
 
@@ -84,14 +115,7 @@ class ActionCommands(Provider):
         if not isinstance(app, ExplorerApp):
             return
         matcher = self.matcher(query)
-        for title, action, help_text in (
-            ("view: topology", "view('topology')", "the PCI tree"),
-            ("view: IOMMU groups", "view('groups')", "groups, predicted and as the kernel reported them"),
-            ("view: trust", "view('trust')", "external-facing ports and untrusted devices"),
-            ("view: resources", "view('resources')", "bus numbers, windows and free space"),
-            ("search devices", "search", "find by address, name, IDs or driver"),
-            ("help: keys", "help", "list the keys"),
-        ):
+        for title, action, help_text in ACTION_COMMANDS:
             score = matcher.match(title)
             if score > 0:
                 yield Hit(score, matcher.highlight(title), lambda a=action: app.run_action(a), help=help_text)
@@ -243,6 +267,7 @@ class ExplorerApp(App):
         Binding("m", "plan_mdev", "mdev", show=False),
         Binding("h", "plan_hot_add", "Hot-add", show=False),
         Binding("x", "plan_hot_remove", "Hot-remove", show=False),
+        Binding("H", "plan_hot_add_template", "Hot-add from template", show=False),
         Binding("z", "undo", "Undo", show=False),
         Binding("y", "redo", "Redo", show=False),
         Binding("f", "next_finding", "Next finding", show=False),
@@ -650,6 +675,42 @@ class ExplorerApp(App):
                 f"Hot-add a device below {addr}",
                 "Its BARs as KIND:SIZE (io, mem32, mem64, pref32, pref64), and buses=N for a bridge, e.g. mem32:16M pref64:1G",
                 placeholder="mem32:16M pref64:256M",
+            ),
+            done,
+        )
+
+    def action_plan_hot_add_template(self) -> None:
+        """Hot-add a device taken from a bundled machine: its BARs become the hot-add's."""
+        addr = self._need_device()
+        if addr is None:
+            return
+
+        def done(text: str | None) -> None:
+            if not text:
+                return
+            from ..sources import SourceError, load_source
+
+            name, _, bdf = text.partition(" ")
+            try:
+                t = load_source(name if name.startswith("builtin:") else f"builtin:{name}")
+                fn = t[Address.parse(bdf.strip())]
+            except (SourceError, KeyError, AddressError) as e:
+                self.notify(f"No such template device: {e}", severity="error", markup=False)
+                return
+            bars = [f"{b.index}:{b.kind.value}:{b.size}" for b in (fn.bars or ()) if b.size]
+            if not bars:
+                self.notify(f"{bdf} has no BAR with a known size to hot-add.", severity="warning", markup=False)
+                return
+            words = ["hot-add", str(addr)]
+            for b in bars:
+                words += ["--bar", b]
+            self.add_action(words)
+
+        self.push_screen(
+            AskDialog(
+                f"Hot-add below {addr} a device from a bundled machine",
+                "MACHINE BDF, e.g. amd-laptop-dgpu-usb4 0000:03:00.0 (pci-explorer topologies lists them)",
+                placeholder="MACHINE BDF",
             ),
             done,
         )

@@ -265,6 +265,12 @@ def device_details(a: Analysis, addr: Address) -> Text:
         for c in tr.costs:
             out.append(f"  costs: {c}\n", style="red")
     fn = t.functions[addr]
+    from ..kernel.ats import features
+
+    out.append("\nATS, PRI, PASID (would the kernel enable them?)\n", style="bold")
+    for feat in features(t, addr, tr):
+        mark = {True: "yes", False: "no", None: "unknown"}[feat.supported]
+        out.append(f"  {feat.name:5} {mark}: {feat.reason}\n")
     # RCEC association, both directions (drivers/pci/pcie/rcec.c).
     if present(fn.caps.rcec):
         served = [x for x in t.functions if x.domain == addr.domain and x.bus == addr.bus and x.device in fn.caps.rcec.devices]  # type: ignore[union-attr]
