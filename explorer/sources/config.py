@@ -98,6 +98,9 @@ class ConfigFacts:
     slot_surprise: bool | None = None
     slot_number: int | None = None
     link: LinkInfo | None = None
+    #: The four link attributes exactly as sysfs computes them for any PCIe function
+    #: (pci-sysfs.c current_link_*, pcie_get_speed_cap, pcie_get_width_cap).
+    sysfs_link: LinkInfo | None = None
     caps: Capabilities = field(default_factory=Capabilities)
     vf_bars: list[RawBar] = field(default_factory=list)
     qemu_reserve: QemuReserve | None = None
@@ -115,24 +118,34 @@ class ConfigFacts:
         return None if self.command is None else bool(self.command & 0x2)
 
 
+_U16 = struct.Struct("<H").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+_U64 = struct.Struct("<Q").unpack_from
+
+
 class _Reader:
+    """Little-endian reads that give None past the end of what was readable."""
+
+    __slots__ = ("data", "n")
+
     def __init__(self, data: bytes) -> None:
         self.data = data
+        self.n = len(data)
 
     def has(self, off: int, size: int) -> bool:
-        return off + size <= len(self.data)
+        return off + size <= self.n
 
     def u8(self, off: int) -> int | None:
-        return self.data[off] if self.has(off, 1) else None
+        return self.data[off] if off < self.n else None
 
     def u16(self, off: int) -> int | None:
-        return struct.unpack_from("<H", self.data, off)[0] if self.has(off, 2) else None
+        return _U16(self.data, off)[0] if off + 2 <= self.n else None
 
     def u32(self, off: int) -> int | None:
-        return struct.unpack_from("<I", self.data, off)[0] if self.has(off, 4) else None
+        return _U32(self.data, off)[0] if off + 4 <= self.n else None
 
     def u64(self, off: int) -> int | None:
-        return struct.unpack_from("<Q", self.data, off)[0] if self.has(off, 8) else None
+        return _U64(self.data, off)[0] if off + 8 <= self.n else None
 
 
 def _decode_bar_regs(r: _Reader, start: int, count: int, first_index: int = 0) -> list[RawBar]:
@@ -332,6 +345,7 @@ def _decode_express(r: _Reader, f: ConfigFacts, off: int) -> None:
             max_speed=LINK_SPEEDS.get(lnkcap & 0xF),
             max_width=(lnkcap >> 4) & 0x3F,
         )
+    f.sysfs_link = _sysfs_link(r, off, f)
     if f.slot_implemented and f.pcie_type in (PcieType.ROOT_PORT, PcieType.SWITCH_DOWNSTREAM):
         sltcap = r.u32(off + 0x14)
         if sltcap is not None:
@@ -341,6 +355,28 @@ def _decode_express(r: _Reader, f: ConfigFacts, off: int) -> None:
     elif f.pcie_type in (PcieType.ROOT_PORT, PcieType.SWITCH_DOWNSTREAM):
         f.slot_hotplug = False
         f.slot_surprise = False
+
+
+def _sysfs_link(r: _Reader, off: int, f: ConfigFacts) -> LinkInfo:
+    """What sysfs prints: registers a port type does not implement read as 0
+    (pcie_capability_read_*), an unknown speed is "Unknown" (None here), an unknown
+    maximum width 255 (PCIE_LNK_WIDTH_UNKNOWN)."""
+    has_link = f.pcie_type not in (PcieType.RC_INTEGRATED_ENDPOINT, PcieType.RC_EVENT_COLLECTOR, None)
+    lnksta = (r.u16(off + 0x12) or 0) if has_link else 0
+    lnkcap = (r.u32(off + 0x0C) or 0) if has_link else 0
+    lnkcap2 = (r.u32(off + 0x2C) or 0) if (f.pcie_version or 0) > 1 else 0
+    max_speed = None
+    vector = (lnkcap2 >> 1) & 0x7F  # Supported Link Speeds vector: bit 0 = 2.5 GT/s
+    if vector:
+        max_speed = LINK_SPEEDS.get(vector.bit_length())
+    elif lnkcap:
+        max_speed = LINK_SPEEDS.get(lnkcap & 0xF)
+    return LinkInfo(
+        current_speed=LINK_SPEEDS.get(lnksta & 0xF),
+        current_width=(lnksta >> 4) & 0x3F,
+        max_speed=max_speed,
+        max_width=((lnkcap >> 4) & 0x3F) if lnkcap else 255,
+    )
 
 
 def _walk_ext_caps(r: _Reader, f: ConfigFacts) -> Capabilities:

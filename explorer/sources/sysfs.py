@@ -614,7 +614,10 @@ def _load_from_dir(
 
     # Link
     link = None
-    if {"current_link_speed", "max_link_speed"} & present_files:
+    if cfg_ok and facts.length >= 256 and facts.sysfs_link is not None and "current_link_speed" in present_files:  # type: ignore[union-attr]
+        # The same registers sysfs reads for these four files (no file reads needed).
+        link = facts.sysfs_link  # type: ignore[union-attr]
+    elif {"current_link_speed", "max_link_speed"} & present_files:
         link = LinkInfo(
             current_speed=_speed(text("current_link_speed")),
             current_width=_int(text("current_link_width"), 10),
