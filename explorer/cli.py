@@ -94,10 +94,25 @@ def cmd_groups(args: argparse.Namespace) -> int:
     for a in assume:
         if a not in t.functions:
             raise CliError(f"--assume-acs {a}: no such device in {t.source.location}")
+    moved_note = None
+    if args.move:
+        from .kernel.groups import move_device
+
+        dev_s, _, port_s = args.move.partition("=")
+        if not port_s:
+            raise CliError("--move takes BDF=PORT (the device, and the port whose slot it moves to)")
+        try:
+            t, mapping = move_device(t, _addr(dev_s), _addr(port_s))
+        except ValueError as e:
+            raise CliError(f"--move: {e}") from None
+        moved_note = "what-if: moved " + ", ".join(f"{a} -> {b}" for a, b in sorted(mapping.items()) if a != b)
     try:
         pred = predict_groups(t, assume_acs=assume, acs_override=args.acs_override)
     except ValueError as e:
         raise CliError(str(e)) from None
+    if moved_note:
+        pred.hypothetical = True
+        pred.assumptions.insert(0, moved_note)
     if args.json:
         _print_json(groups_json(t, pred))
     else:
@@ -448,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--assume-acs", action="append", default=[], metavar="BDF", help="what-if: treat this bridge as ACS-isolated (repeatable)")
     s.add_argument("--acs-override", metavar="SPEC", help="what-if: the out-of-tree pcie_acs_override=SPEC (downstream,multifunction,id:vvvv:dddd)")
+    s.add_argument("--move", metavar="BDF=PORT", help="what-if: the device (its slot) plugged into PORT's slot instead")
     s.set_defaults(func=cmd_groups)
 
     s = sub.add_parser("resources", help="bus numbers and bridge windows: used, free, largest aligned blocks")

@@ -275,3 +275,18 @@ def test_generate_yaml_and_sysfs_load_back(tmp_path, capsys):
     assert len(a) == 300 and set(a) == set(b)
     assert {k: v["iommu_group"] for k, v in a.items()} == {k: v["iommu_group"] for k, v in b.items()}
     assert main(["generate", "--functions", "300", "-o", str(y)]) == 2  # no silent overwrite
+
+
+def test_groups_what_if_move_to_another_slot(unpacked, capsys):
+    """Moving the e1000e from one non-ACS switch port to the empty one: it joins that port's group."""
+    root = str(unpacked("switch"))
+    assert main(["groups", root, "--json", "--move", "0000:03:00.0=0000:02:02.0"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["hypothetical"] is True and any("03:00.0 -> 0000:05:00.0" in a for a in doc["assumptions"])
+    groups = {frozenset(g["members"]): g for g in doc["groups"]}
+    assert frozenset({"0000:02:02.0", "0000:05:00.0"}) in groups
+    assert frozenset({"0000:02:00.0"}) in groups  # the port it left is alone now
+    # Groups the move leaves alone keep the kernel's labels.
+    assert groups[frozenset({"0000:02:01.0", "0000:04:00.0"})]["reported_as"] == "5"
+    assert main(["groups", root, "--move", "0000:03:00.0=0000:02:01.0"]) == 2  # occupied slot
+    assert "occupied" in capsys.readouterr().err

@@ -31,7 +31,7 @@ import gc
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, NamedTuple
 
-from ..model import ABSENT, Address, Function, PcieType, Topology
+from ..model import ABSENT, Address, Function, PcieType, Topology, present
 from .acs import MF_ASSUMED, NO_ACS, REQ_ACS_FLAGS, AcsEnvironment, AcsVerdict, acs_verdict
 from .quirks import (
     NO_ALIASES,
@@ -1025,3 +1025,61 @@ def _predict(topology: Topology, assume_acs: Iterable[Address], acs_override: st
         reported_override=reported_override,
         _sim=sim,
     )
+
+
+def move_device(topology: Topology, device: Address, port: Address) -> tuple[Topology, dict[Address, Address]]:
+    """What-if: ``device`` (its whole slot's functions, with everything below them) plugged
+    into ``port``'s slot instead of where it is.
+
+    The functions get the port's secondary bus and device number 0 (a PCIe port has one
+    slot), keep their function numbers, and take the port as their upstream bridge; a
+    bridge among them keeps its bus range. Returns the new topology and the old -> new
+    address map. Moved devices carry the reported group label "moved" (the kernel has not
+    seen them there), so predict_groups keeps the kernel's labels for every group the move
+    leaves alone and gives new labels to the groups it changes.
+    """
+    from dataclasses import replace
+
+    fns = topology.functions
+    if device not in fns:
+        raise ValueError(f"{device}: no such device")
+    p = fns.get(port)
+    if p is None or not present(p.bridge) or p.bridge.secondary is None:  # type: ignore[union-attr]
+        raise ValueError(f"{port}: not a bridge with a secondary bus")
+    sec = p.bridge.secondary  # type: ignore[union-attr]
+    if any(f.parent == port for f in fns.values()):
+        raise ValueError(f"{port}: its slot is occupied")
+    slot = [a for a in fns if a.slot == device.slot and fns[a].physfn is None]
+    moving: set[Address] = set()
+    todo = list(slot)
+    while todo:
+        a = todo.pop()
+        if a in moving:
+            continue
+        moving.add(a)
+        todo.extend(c for c in topology.children(a))
+        todo.extend(fns[a].virtfns)
+    if port in moving or any(a in moving for a in topology.path_to_root(port)):
+        raise ValueError(f"{port} is below {device}: it cannot move under itself")
+    mapping: dict[Address, Address] = {}
+    for a in slot:
+        mapping[a] = Address(port.domain, sec, 0, a.function)
+    for a in moving - set(slot):
+        mapping[a] = a  # below a moved bridge: same buses, same addresses
+    out = []
+    for f in fns.values():
+        if f.address not in moving:
+            out.append(f)
+            continue
+        new_addr = mapping[f.address]
+        parent = port if f.address in slot else f.parent
+        out.append(replace(
+            f,
+            address=new_addr,
+            parent=parent,
+            iommu_group="moved" if present(f.iommu_group) else f.iommu_group,
+            physfn=mapping.get(f.physfn, f.physfn) if f.physfn else None,
+            virtfns=tuple(mapping.get(v, v) for v in f.virtfns),
+        ))
+    new_topology = Topology.build(out, topology.host_bridges, topology.source)
+    return new_topology, mapping

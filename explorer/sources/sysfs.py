@@ -220,10 +220,17 @@ def _speed(text: str | None) -> str | None:
     return text.replace(" PCIe", "").strip()
 
 
+_ZERO_ROW = "0x0000000000000000 0x0000000000000000 0x0000000000000000"
+
+
 def parse_resource(text: str) -> tuple[list[tuple[int, int, int]], str | None]:
     """Parse a sysfs ``resource`` file into (start, end, flags) lines."""
     rows = []
+    zero = (0, 0, 0)
     for n, line in enumerate(text.splitlines(), 1):
+        if line == _ZERO_ROW:  # most rows: an absent BAR or window
+            rows.append(zero)
+            continue
         parts = line.split()
         if not parts:
             continue
