@@ -86,7 +86,7 @@ def _addr(text: str) -> Address:
 
 
 def cmd_groups(args: argparse.Namespace) -> int:
-    from .export.groups import groups_json, groups_text
+    from .export.groups import compare_text, groups_json, groups_text, reported_text
     from .kernel.groups import predict_groups
 
     t = _load(args.source)
@@ -113,10 +113,28 @@ def cmd_groups(args: argparse.Namespace) -> int:
     if moved_note:
         pred.hypothetical = True
         pred.assumptions.insert(0, moved_note)
+    has_reported = bool(t.reported_groups)
+    if args.compare:
+        if not has_reported:
+            print(f"{PROG}: {t.source.location} reports no IOMMU groups to compare with", file=sys.stderr)
+            return 2
+        equal = not pred.compare(t.reported_groups)
+        if args.json:
+            doc = groups_json(t, pred, which="predicted")
+            _print_json({"equal": equal, "mismatches": doc["mismatches"], "source": "predicted", "groups": doc["groups"]})
+        else:
+            print(compare_text(t, pred))
+        return 0 if equal else 1
+    what_if = bool(assume or args.acs_override or args.move)
+    if args.reported and not has_reported:
+        raise CliError(f"{t.source.location} reports no IOMMU groups (use --predict)")
+    which = "reported" if (args.reported or (has_reported and not args.predict and not what_if)) else "predicted"
     if args.json:
-        _print_json(groups_json(t, pred))
+        _print_json(groups_json(t, pred, which=which))
+    elif which == "reported":
+        print(reported_text(t, pred, explain=args.explain))
     else:
-        print(groups_text(t, pred))
+        print(groups_text(t, pred, explain=args.explain))
     return 0
 
 
@@ -409,11 +427,24 @@ def cmd_tui(args: argparse.Namespace) -> int:
         if not has_pci(live_root()):
             source = f"builtin:{FALLBACK_TOPOLOGY}"
             notice = f"This machine shows no PCI devices under /sys: opened the bundled topology {FALLBACK_TOPOLOGY!r} instead."
+    under_web = "web_driver" in os.environ.get("TEXTUAL_DRIVER", "")
+    interactive = under_web or (sys.stdin.isatty() and sys.stdout.isatty())
+    if interactive and plan is None:
+        # Check what SOURCE is now (one-line errors for a missing or unknown file), then let
+        # the app load it in the background with a progress indicator: big machines open
+        # at once and fill in.
+        if source is not None:
+            from .sources import detect_kind
+
+            detect_kind(source)
+        from .ui.app import ExplorerApp
+
+        ExplorerApp(source=source, notice=notice).run()
+        return 0
     topology = _load(source)
     if notice:
         print(notice, file=sys.stderr)
-    under_web = "web_driver" in os.environ.get("TEXTUAL_DRIVER", "")
-    if not under_web and not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not interactive:
         from .export.topology import render_tree
 
         print("(not a terminal: printing the tree; run pci-explorer in a terminal for the interactive app)", file=sys.stderr)
@@ -458,8 +489,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_show)
 
-    s = sub.add_parser("groups", help="IOMMU groups predicted from the hardware, with reasons, checked against the kernel's")
+    s = sub.add_parser(
+        "groups",
+        help="IOMMU groups: as reported, or predicted from the hardware with reasons (--compare: exit 0 equal, 1 differ, 2 none reported)",
+    )
     s.add_argument("source", nargs="?", help=SOURCE_HELP)
+    which = s.add_mutually_exclusive_group()
+    which.add_argument("--predict", action="store_true", help="the groups predicted from the hardware (default when the source reports none)")
+    which.add_argument("--reported", action="store_true", help="the groups the kernel reported (default when there are some)")
+    which.add_argument("--compare", action="store_true", help="differences between predicted and reported; exit 0 equal, 1 differ, 2 none reported")
+    s.add_argument("--explain", action="store_true", help="say why each group is what it is")
     s.add_argument("--json", action="store_true")
     s.add_argument("--assume-acs", action="append", default=[], metavar="BDF", help="what-if: treat this bridge as ACS-isolated (repeatable)")
     s.add_argument("--acs-override", metavar="SPEC", help="what-if: the out-of-tree pcie_acs_override=SPEC (downstream,multifunction,id:vvvv:dddd)")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from explorer.cli import main
+from explorer.sources import load_source
 from explorer.sources.sysfs import has_pci
 from conftest import QEMU as QEMU_DIR
 
@@ -182,11 +183,38 @@ def test_convert_to_yaml_round_trips_through_the_cli(unpacked, tmp_path, capsys)
 
 
 def test_groups_json_matches_kernel_on_capture(unpacked, capsys):
-    assert main(["groups", str(unpacked("rp-noacs")), "--json"]) == 0
+    root = str(unpacked("rp-noacs"))
+    # Default: the reported groups, each with the reason the prediction gives.
+    assert main(["groups", root, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["matches_reported"] is True and doc["hypothetical"] is False
-    shared = [g for g in doc["groups"] if len(g["members"]) > 1 and "0000:00:02.0" in g["members"]]
-    assert shared and shared[0]["reported_as"] is not None and shared[0]["reasons"]
+    assert doc["source"] == "reported" and doc["matches_reported"] is True and doc["hypothetical"] is False
+    shared = [g for g in doc["groups"] if "0000:00:02.0" in g["devices"]]
+    assert len(shared) == 1 and len(shared[0]["devices"]) == 6 and "no ACS capability" in shared[0]["reason"]
+    assert main(["groups", root, "--predict", "--json"]) == 0
+    pred = json.loads(capsys.readouterr().out)
+    assert pred["source"] == "predicted"
+    assert {frozenset(g["devices"]) for g in pred["groups"]} == {frozenset(g["devices"]) for g in doc["groups"]}
+    assert {g["id"] for g in pred["groups"]} == {g["id"] for g in doc["groups"]}  # the kernel's labels
+    # --compare: 0 equal; 2 when the source reports no groups.
+    assert main(["groups", root, "--compare"]) == 0
+    assert "equal" in capsys.readouterr().out
+    assert main(["groups", "builtin:intel-ich10-desktop", "--compare"]) == 2
+    assert main(["groups", "builtin:intel-ich10-desktop", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["source"] == "predicted"
+
+
+def test_groups_compare_exits_1_on_a_difference(unpacked, tmp_path, capsys):
+    """A reported partition the hardware cannot give (an edited YAML) is a difference."""
+    src = tmp_path / "m.yaml"
+    assert main(["convert", str(unpacked("rp-endpoints")), "-o", str(src)]) == 0
+    text = src.read_text()
+    # Put two endpoints behind different ACS root ports in one reported group.
+    e1, e2 = (load_source(str(src))[a].iommu_group for a in ("0000:01:00.0", "0000:02:00.0"))
+    assert e1 != e2 and f'iommu-group: "{e2}"' in text
+    src.write_text(text.replace(f'iommu-group: "{e2}"', f'iommu-group: "{e1}"'))
+    capsys.readouterr()
+    assert main(["groups", str(src), "--compare"]) == 1
+    assert "difference" in capsys.readouterr().out
 
 
 def test_groups_what_if_is_labelled_hypothetical(unpacked, capsys):
@@ -282,8 +310,9 @@ def test_groups_what_if_move_to_another_slot(unpacked, capsys):
     root = str(unpacked("switch"))
     assert main(["groups", root, "--json", "--move", "0000:03:00.0=0000:02:02.0"]) == 0
     doc = json.loads(capsys.readouterr().out)
+    assert doc["source"] == "predicted"
     assert doc["hypothetical"] is True and any("03:00.0 -> 0000:05:00.0" in a for a in doc["assumptions"])
-    groups = {frozenset(g["members"]): g for g in doc["groups"]}
+    groups = {frozenset(g["members"]): g for g in doc["predicted"]}
     assert frozenset({"0000:02:02.0", "0000:05:00.0"}) in groups
     assert frozenset({"0000:02:00.0"}) in groups  # the port it left is alone now
     # Groups the move leaves alone keep the kernel's labels.

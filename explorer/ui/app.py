@@ -360,6 +360,7 @@ class ExplorerApp(App):
 
     def _install(self, topology: Topology) -> None:
         self.topology = topology
+        self.query_one("#details", Static).update(Text("Select a device to see every fact about it."))
         self.analysis = Analysis(topology)
         src = topology.source
         self.sub_title = f"{src.location} ({src.kind}, {len(topology)} functions)"
