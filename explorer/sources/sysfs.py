@@ -420,7 +420,11 @@ def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable
         if rel is None:
             warnings.append(f"{devdir}/{name}: link leads nowhere inside the tree; skipped")
             continue
-        fn, hb = _load_function(r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings)
+        d = _DevDir(r.abs(rel))
+        try:
+            fn, hb = _load_from_dir(d, r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings)
+        finally:
+            d.close()
         functions.append(fn)
         if hb is not None:
             host_bridges.setdefault(hb[0], hb[1])
@@ -465,24 +469,6 @@ def _reset_methods(text: str | None, exists: bool, known_absent: bool | None) ->
     if exists or known_absent:
         return ()
     return None
-
-
-def _load_function(
-    r: _Root,
-    addr: Address,
-    rel: str,
-    groups_exist: bool,
-    removable_known: bool | None,
-    reset_known: bool | None,
-    slots_exist: bool,
-    slot_names: dict[tuple[int, int, int], str],
-    warnings: list[str],
-) -> tuple[Function, tuple[tuple[int, int], Address | None] | None]:
-    d = _DevDir(r.abs(rel))
-    try:
-        return _load_from_dir(d, r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings)
-    finally:
-        d.close()
 
 
 def _load_from_dir(
