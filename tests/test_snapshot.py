@@ -387,9 +387,9 @@ def _hostile_cases(tmp_path: Path) -> dict[str, tuple[list, str, str]]:
 
 @pytest.fixture
 def sandbox(tmp_path, monkeypatch):
-    """load_snapshot's private directory is made at tmp_path/work/deep/...; a naive unpacker
+    """load_snapshot's private directory is made at tmp_path/unpack/deep/...; a naive unpacker
     writing through the hostile members would land in tmp_path, where tree_state sees it."""
-    deep = tmp_path / "work" / "deep"
+    deep = tmp_path / "unpack" / "deep"
     deep.mkdir(parents=True)
     monkeypatch.setattr(tempfile, "tempdir", str(deep))
     (tmp_path / "target").mkdir()
@@ -406,7 +406,7 @@ def _assert_refused(archive: Path, root: Path, *words: str) -> SourceError:
     for w in words:
         assert w in msg, msg
     assert tree_state(root) == before, "something was written outside the private directory"
-    assert list((root / "work" / "deep").iterdir()) == [], "private directory not removed"
+    assert list((root / "unpack" / "deep").iterdir()) == [], "private directory not removed"
     return info.value
 
 
@@ -517,7 +517,7 @@ def test_links_inside_the_archive_are_fine(sandbox):
     before = tree_state(sandbox)
     assert {str(a) for a in load_snapshot(archive).functions} == summary_devices("base")
     assert tree_state(sandbox) == before
-    assert list((sandbox / "work" / "deep").iterdir()) == []
+    assert list((sandbox / "unpack" / "deep").iterdir()) == []
 
 
 # ---- 5. writing the archive ---------------------------------------------------------------
