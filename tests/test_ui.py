@@ -150,3 +150,21 @@ async def test_switching_view_keeps_the_selected_device(unpacked):
         assert app.selected == Address.parse("0000:02:00.0")
         details = str(app.query_one("#details").render())
         assert "IOMMU group (predicted)" in details and "no ACS capability" in details
+
+
+def test_rcec_and_its_endpoints_name_each_other():
+    from explorer.model import present
+    from explorer.sources import load_source
+    from explorer.ui.views import Analysis, device_details
+
+    t = load_source("builtin:rcec-platform")
+    a = Analysis(t)
+    rcec = next(fn for fn in t if present(fn.caps.rcec))
+    text = device_details(a, rcec.address).plain
+    assert "RCEC: collects errors of" in text
+    served = [x for x in t if x.pcie_type is not None and x.pcie_type.value == "rc-integrated-endpoint"
+              and x.address.bus == rcec.address.bus and x.address.device in rcec.caps.rcec.devices]
+    assert served, "the bundled RCEC machine has RCiEPs in the bitmap"
+    for ep in served:
+        assert str(ep.address) in text
+        assert f"RCEC {rcec.bdf} collects this endpoint's errors" in device_details(a, ep.address).plain

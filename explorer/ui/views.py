@@ -242,6 +242,15 @@ def group_details(a: Analysis, label: str) -> Text:
     return out
 
 
+def _rcec_serves(rcec: Any, ep: Address) -> bool:
+    rc = rcec.caps.rcec
+    if ep.domain != rcec.address.domain:
+        return False
+    if ep.bus == rcec.address.bus:
+        return ep.device in rc.devices
+    return rc.next_bus is not None and rc.last_bus is not None and rc.next_bus <= ep.bus <= rc.last_bus
+
+
 def device_details(a: Analysis, addr: Address) -> Text:
     t = a.topology
     out = Text(render_device(t, t.functions[addr]))
@@ -271,14 +280,15 @@ def device_details(a: Analysis, addr: Address) -> Text:
     for feat in features(t, addr, tr):
         mark = {True: "yes", False: "no", None: "unknown"}[feat.supported]
         out.append(f"  {feat.name:5} {mark}: {feat.reason}\n")
-    # RCEC association, both directions (drivers/pci/pcie/rcec.c).
+    # RCEC association, both directions (drivers/pci/pcie/rcec.c rcec_assoc_rciep): an RCiEP
+    # on the RCEC's own bus is served when its device number is in the bitmap; one on another
+    # bus when that bus is inside the Associated Bus Numbers range (capability version 2).
     if present(fn.caps.rcec):
-        served = [x for x in t.functions if x.domain == addr.domain and x.bus == addr.bus and x.device in fn.caps.rcec.devices]  # type: ignore[union-attr]
-        out.append(f"\nRCEC: collects errors of {', '.join(map(str, served)) or 'no endpoint on its bus'}\n")
+        served = [x.address for x in t if x.pcie_type is not None and x.pcie_type.value == "rc-integrated-endpoint" and _rcec_serves(fn, x.address)]
+        out.append(f"\nRCEC: collects errors of {', '.join(map(str, served)) or 'no RC integrated endpoint here'}\n")
     if fn.pcie_type is not None and fn.pcie_type.value == "rc-integrated-endpoint":
         for other in t:
-            rc = other.caps.rcec
-            if present(rc) and other.address.domain == addr.domain and other.address.bus == addr.bus and addr.device in rc.devices:  # type: ignore[union-attr]
+            if present(other.caps.rcec) and _rcec_serves(other, addr):
                 out.append(f"\nRCEC {other.bdf} collects this endpoint's errors\n")
     if fn.vmd_domain is not None:
         behind = [x for x in t if x.address.domain == fn.vmd_domain]
