@@ -231,10 +231,47 @@ def cmd_plan_add(args: argparse.Namespace) -> int:
     if not args.action:
         raise CliError("plan add needs an ACTION (bind, unbind, assign, sriov, mdev, hot-add, hot-remove, trust, kernel-param)")
     plan = load_plan(args.plan)
-    plan = add_action(plan, list(args.action))
+    words = list(args.action)
+    if words and words[0] == "hot-add" and "--from" in words:
+        words = _expand_hot_add_from(words)
+    plan = add_action(plan, words)
     save_plan(plan, args.plan, overwrite=True)
     print(render_plan(plan))
     return 0
+
+
+def _expand_hot_add_from(words: list[str]) -> list[str]:
+    """``hot-add PORT --from SOURCE[#BDF]``: the device (and its subtree) described in another
+    source, e.g. a YAML topology of planned hardware, becomes its BARs and bus needs.
+
+    The device's own assigned-or-sized BARs are hot-added; a bridge needs as many bus numbers
+    as its [secondary, subordinate] range spans.
+    """
+    i = words.index("--from")
+    if i + 1 >= len(words):
+        raise CliError("hot-add --from needs SOURCE[#BDF] (a YAML topology of the device to add)")
+    spec = words[i + 1]
+    rest = words[:i] + words[i + 2 :]
+    src, _, bdf = spec.partition("#")
+    t = _load(src)
+    if bdf:
+        top = t.get(_addr(bdf))
+        if top is None:
+            raise CliError(f"--from {spec}: no device {bdf} in {t.source.location}")
+    else:
+        roots = [t.functions[a] for a in t.roots()]
+        if len(roots) != 1:
+            raise CliError(f"--from {src}: it holds {len(roots)} top-level devices; name one as {src}#BDF")
+        top = roots[0]
+    sized = [b for b in (top.bars or ()) if b.size]
+    words = list(rest)
+    for b in sized:
+        words += ["--bar", f"{b.kind.value}:{b.size}"]
+    br = top.bridge
+    if br is not None and br is not False and getattr(br, "bus_range", None) and "--buses" not in rest:
+        s, e = br.bus_range
+        words += ["--buses", str(e - s + 1)]
+    return words
 
 
 def cmd_plan_show(args: argparse.Namespace) -> int:
@@ -535,7 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
         "add",
         help="append an action (saved atomically)",
         description="ACTION is one of: bind BDF --driver NAME | unbind BDF | assign BDF --vm NAME [--group] | "
-        "sriov PF --vfs N | mdev PARENT --type TYPE [--count N] | hot-add PORT --bar KIND:SIZE ... [--buses N] | "
+        "sriov PF --vfs N | mdev PARENT --type TYPE [--count N] | hot-add PORT (--bar KIND:SIZE ... [--buses N] | "
+        "--from SOURCE[#BDF]) | "
         "hot-remove BDF | trust PORT --external|--internal | kernel-param NAME=VALUE",
     )
     ps.add_argument("plan", help="the plan file")

@@ -319,3 +319,28 @@ def test_groups_what_if_move_to_another_slot(unpacked, capsys):
     assert groups[frozenset({"0000:02:01.0", "0000:04:00.0"})]["reported_as"] == "5"
     assert main(["groups", root, "--move", "0000:03:00.0=0000:02:01.0"]) == 2  # occupied slot
     assert "occupied" in capsys.readouterr().err
+
+
+def test_plan_hot_add_from_a_yaml_subtree(tmp_path, capsys):
+    """A planned card described in YAML (a switch needing two buses) hot-added at a port with one."""
+    card = tmp_path / "card.yaml"
+    card.write_text(
+        "pci-explorer: topology/1\n"
+        "devices:\n"
+        '  - address: "0000:05:00.0"\n'
+        '    ids: "104c:8232"\n'
+        '    class: "060400"\n'
+        "    header-type: 1\n"
+        "    pcie-type: switch-upstream\n"
+        "    bars:\n"
+        "      0: {kind: mem32, size: 16K}\n"
+        "    bridge:\n"
+        '      bus-range: "06-07"\n'
+    )
+    plan = tmp_path / "p.yaml"
+    assert main(["plan", "new", "builtin:hotplug-chassis-small-window", "-o", str(plan)]) == 0
+    assert main(["plan", "add", str(plan), "hot-add", "0000:02:01.0", "--from", str(card), "--hotplug", "native"]) == 0
+    assert "hot-add 0000:02:01.0 --bar mem32:16K --buses 2 --hotplug native" in capsys.readouterr().out
+    assert main(["check", str(plan)]) == 1
+    assert "HOTADD-BUS" in capsys.readouterr().out
+    assert main(["plan", "add", str(plan), "hot-add", "0000:02:01.0", "--from", str(card) + "#0000:09:00.0"]) == 2
