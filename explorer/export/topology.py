@@ -251,6 +251,8 @@ def render_tree(t: Topology) -> str:
 
     for k in tree.children(None):
         walk(k, "", True, True)
+    if not lines:
+        return f"(no PCI functions in {t.source.location})"
     return "\n".join(lines)
 
 
