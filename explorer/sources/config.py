@@ -266,30 +266,23 @@ def decode_config(data: bytes, file_size: int | None = None) -> ConfigFacts:
         return f
 
     ext_known = len(data) >= 4096 or (file_size is not None and len(data) >= file_size)
-    if len(data) <= 256 and ext_known:
-        caps = _all_absent()
-    elif ext_known:
-        caps = _walk_ext_caps(r, f)
-    else:
-        caps = Capabilities()
     devcap2 = r.u32(exp_off + 0x24) if (f.pcie_version or 0) >= 2 else None
     eetlp = bool(devcap2 & (1 << 21)) if devcap2 is not None else None
     arifwd = bool(devcap2 & (1 << 5)) if devcap2 is not None else None
-    f.caps = _replace_caps(caps, eetlp_prefix=eetlp, ari_forwarding=arifwd)
+    if len(data) <= 256 and ext_known:
+        f.caps = _all_absent(eetlp_prefix=eetlp, ari_forwarding=arifwd)
+    elif ext_known:
+        f.caps = _walk_ext_caps(r, f, eetlp_prefix=eetlp, ari_forwarding=arifwd)
+    else:
+        f.caps = Capabilities(eetlp_prefix=eetlp, ari_forwarding=arifwd)
     return f
 
 
-def _all_absent() -> Capabilities:
+def _all_absent(eetlp_prefix: bool | None = False, ari_forwarding: bool | None = False) -> Capabilities:
     return Capabilities(
         acs=ABSENT, ats=ABSENT, pri=ABSENT, pasid=ABSENT, sriov=ABSENT, ari=ABSENT, aer=ABSENT, rcec=ABSENT,
-        dsn=ABSENT, eetlp_prefix=False, ari_forwarding=False,
+        dsn=ABSENT, eetlp_prefix=eetlp_prefix, ari_forwarding=ari_forwarding,
     )
-
-
-def _replace_caps(caps: Capabilities, **kw: object) -> Capabilities:
-    from dataclasses import replace
-
-    return replace(caps, **kw)
 
 
 def _walk_std_caps(r: _Reader, f: ConfigFacts) -> int | None:
@@ -379,7 +372,7 @@ def _sysfs_link(r: _Reader, off: int, f: ConfigFacts) -> LinkInfo:
     )
 
 
-def _walk_ext_caps(r: _Reader, f: ConfigFacts) -> Capabilities:
+def _walk_ext_caps(r: _Reader, f: ConfigFacts, *, eetlp_prefix: bool | None = None, ari_forwarding: bool | None = None) -> Capabilities:
     found: dict[str, object] = {}
     off = 0x100
     seen: set[int] = set()
@@ -404,6 +397,8 @@ def _walk_ext_caps(r: _Reader, f: ConfigFacts) -> Capabilities:
         aer=found.get("aer", ABSENT),  # type: ignore[arg-type]
         rcec=found.get("rcec", ABSENT),  # type: ignore[arg-type]
         dsn=found.get("dsn", ABSENT),  # type: ignore[arg-type]
+        eetlp_prefix=eetlp_prefix,
+        ari_forwarding=ari_forwarding,
     )
 
 

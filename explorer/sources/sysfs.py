@@ -221,6 +221,8 @@ def _speed(text: str | None) -> str | None:
 
 
 _ZERO_ROW = "0x0000000000000000 0x0000000000000000 0x0000000000000000"
+#: Parent directory name -> Address; devices share parents, so each is parsed once.
+_PARENTS: dict[str, Address] = {}
 
 
 def parse_resource(text: str) -> tuple[list[tuple[int, int, int]], str | None]:
@@ -489,9 +491,10 @@ def _load_from_dir(
     parent_dir = posixpath.basename(posixpath.dirname(rel))
     parent: Address | None = None
     hb_key: tuple[tuple[int, int], Address | None] | None = None
-    if is_address(parent_dir):
-        parent = Address.parse(parent_dir)
-    else:
+    parent = _PARENTS.get(parent_dir)
+    if parent is None and is_address(parent_dir):
+        parent = _PARENTS.setdefault(parent_dir, Address.parse(parent_dir))
+    elif parent is None:
         m = _HOSTBRIDGE_RE.match(parent_dir)
         if m:
             owner_dir = posixpath.basename(posixpath.dirname(posixpath.dirname(rel)))
