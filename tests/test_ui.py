@@ -168,3 +168,12 @@ def test_rcec_and_its_endpoints_name_each_other():
     for ep in served:
         assert str(ep.address) in text
         assert f"RCEC {rcec.bdf} collects this endpoint's errors" in device_details(a, ep.address).plain
+
+
+def test_vmd_device_lists_the_drives_behind_it():
+    from explorer.sources import load_source
+    from explorer.ui.views import Analysis, device_details
+
+    t = load_source("builtin:vmd-nvme-laptop")
+    text = device_details(Analysis(t), Address.parse("0000:00:0e.0")).plain
+    assert "VMD:" in text and "drive 10000:e1:00.0" in text

@@ -237,6 +237,12 @@ def group_details(a: Analysis, label: str) -> Text:
             for m in members:
                 fn = a.topology.functions[m]
                 out.append(f"  {m} in kernel group {fn.iommu_group if present(fn.iommu_group) else 'none'}\n")
+    if pred.reported_override:
+        out.append(
+            f"\nThe kernel that reported these groups ran with pcie_acs_override={pred.reported_override} "
+            "(an out-of-tree patch): its groups are not a stock kernel's.\n",
+            style="bold red",
+        )
     for w in pred.warnings:
         out.append(f"\nnote: {w}", style="yellow")
     return out
@@ -292,7 +298,10 @@ def device_details(a: Analysis, addr: Address) -> Text:
                 out.append(f"\nRCEC {other.bdf} collects this endpoint's errors\n")
     if fn.vmd_domain is not None:
         behind = [x for x in t if x.address.domain == fn.vmd_domain]
+        drives = [x for x in behind if x.class_code is not None and (x.class_code >> 8) in (0x0108, 0x0106, 0x0104)]
         out.append(f"\nVMD: {len(behind)} device(s) behind it in domain {fn.vmd_domain:04x}; all share this device's IOMMU group\n")
+        for x in drives:
+            out.append(f"  drive {x.bdf}  {names.short_name(x)}\n")
     return out
 
 
