@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ..model import ABSENT, Address, Function, Maybe, Topology, present
+from ..model.errors import LocatedError
 from .actions import (
     ACTION_KINDS,
     Action,
@@ -46,26 +47,10 @@ FORMAT_KEY = "pci-explorer-plan"
 FORMAT_VERSION = 1
 
 
-class PlanFileError(ValueError):
+class PlanFileError(LocatedError, ValueError):
     """A bad plan file (or plan text); str() is one line naming file, line, column and field."""
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
-                 column: int | None = None, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.path = path
-        self.line = line
-        self.column = column
-        self.field = field
-
-    def __str__(self) -> str:
-        where = self.path or "<plan>"
-        if self.line is not None:
-            where += f":{self.line}"
-            if self.column is not None:
-                where += f":{self.column}"
-        fld = f" [{self.field}]" if self.field else ""
-        return f"{where}{fld}: {self.message}"
+    default_path = "<plan>"
 
 
 # ---- the document ----------------------------------------------------------------------------

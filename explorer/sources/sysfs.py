@@ -104,25 +104,10 @@ class _Root:
             cur = nxt
         return None
 
-    def link_name(self, rel_link: str) -> str | None:
-        try:
-            return posixpath.basename(os.readlink(self.abs(rel_link)).rstrip("/"))
-        except OSError:
-            return None
-
     def read_text(self, rel: str) -> str | None:
         try:
             with open(self.abs(rel), "rb") as f:
                 return f.read().decode("utf-8", "replace").strip()
-        except OSError:
-            return None
-
-    def read_bytes(self, rel: str) -> tuple[bytes, int] | None:
-        p = self.abs(rel)
-        try:
-            size = os.path.getsize(p)
-            with open(p, "rb") as f:
-                return f.read(), size
         except OSError:
             return None
 

@@ -261,17 +261,13 @@ def device_details(a: Analysis, addr: Address) -> Text:
     t = a.topology
     out = Text(render_device(t, t.functions[addr]))
     # Why the group is what it is.
-    try:
-        pred = a.groups
-    except ImportError:
-        pred = None
-    if pred is not None:
-        label = pred.group_of.get(addr)
-        if label is not None:
-            out.append("\n\nIOMMU group (predicted) ", style="bold")
-            out.append(f"{label}: {len(pred.groups[label])} device(s)\n")
-            for line in pred.explanations.get(label, []):
-                out.append(f"  {line}\n")
+    pred = a.groups
+    label = pred.group_of.get(addr)
+    if label is not None:
+        out.append("\n\nIOMMU group (predicted) ", style="bold")
+        out.append(f"{label}: {len(pred.groups[label])} device(s)\n")
+        for line in pred.explanations.get(label, []):
+            out.append(f"  {line}\n")
     tr = a.trust.get(addr)
     if tr is not None:
         out.append("\nTrust ", style="bold")
