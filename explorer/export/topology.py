@@ -8,6 +8,7 @@ from typing import Any
 
 from ..model import ABSENT, Address, Bar, Function, HostBridge, Topology, Window, acs_flags_str, present
 from ..model import names
+from ..model.units import format_size
 from ..model.display import DisplayTree, NodeKey, RootBusKey
 
 JSON_FORMAT = "pci-explorer/tree/1"
@@ -161,13 +162,7 @@ def topology_json(t: Topology) -> dict[str, Any]:
 # ---- text ---------------------------------------------------------------------------
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
-        if n >= (1 << shift) and n % (1 << shift) == 0:
-            return f"{n >> shift}{unit}"
-    return str(n)
+_size = format_size
 
 
 def format_window(w: Any) -> str:

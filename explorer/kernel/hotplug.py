@@ -46,6 +46,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Union
 
+from ..model.units import format_size
 from ..model import (
     ABSENT,
     Address,
@@ -1899,11 +1900,7 @@ def _pow2(n: int) -> int:
     return p
 
 
-def _size_arg(n: int) -> str:
-    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
-        if n >= (1 << shift) and n % (1 << shift) == 0:
-            return f"{n >> shift}{unit}"
-    return str(n)
+_size_arg = format_size
 
 
 def _remedies(topology: Topology, port: Address, specs: list[BarSpec], buses: int, mode: str, kp: KernelParams,

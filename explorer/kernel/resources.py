@@ -21,10 +21,10 @@ Layer rule: imports :mod:`explorer.model` only.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from ..model.units import parse_size
 from ..model import (
     ABSENT,
     Address,
@@ -57,31 +57,6 @@ __all__ = [
 # listing every size below 16 bytes (I/O) or 4 KiB (memory) only adds noise.
 MIN_LISTED_BLOCK = {WindowKind.IO: 0x10, WindowKind.MEM: 0x1000, WindowKind.PREF: 0x1000}
 
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50, "e": 1 << 60}
-
-
-_SIZE_RE = re.compile(r"^(\d+)\s*([kmgtpe]?)(?:i?b)?$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """``256``, ``0x1000``, ``16M``, ``4G``, ``2GiB``, ``64k`` -> bytes (binary units).
-
-    Raises ValueError with a message naming the text on anything else.
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"size must be text like 16M or 0x1000, not {text!r}")
-    s = text.strip().replace("_", "")
-    if not s:
-        raise ValueError("empty size (expected e.g. 256, 0x1000, 16M, 4G)")
-    if s.lower().startswith("0x"):
-        try:
-            return int(s, 16)
-        except ValueError:
-            raise ValueError(f"bad size {text!r}: not a hex number") from None
-    m = _SIZE_RE.match(s)
-    if not m:
-        raise ValueError(f"bad size {text!r} (expected a number with an optional K/M/G/T suffix, or 0x hex)")
-    return int(m.group(1)) * _UNITS[m.group(2).lower()]
 
 
 def fmt_size(n: int | None) -> str:

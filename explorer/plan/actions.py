@@ -12,6 +12,7 @@ import uuid as _uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Union
 
+from ..model import units
 from ..model import Address, AddressError, BarKind
 
 #: Drivers whose ``driver_managed_dma`` is set (drivers/pci/pci-driver.c pci_dma_configure):
@@ -38,8 +39,6 @@ _VM_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}$")
 _MDEV_TYPE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,127}$")
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _PARAM_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-_SIZE_RE = re.compile(r"^(\d+)([KMGT]?)(i?B)?$", re.IGNORECASE)
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 #: Largest SR-IOV VF count the capability can hold (16-bit field).
 MAX_VFS = 0xFFFF
@@ -113,21 +112,17 @@ def check_hotplug_mode(value: Any, field_name: str = "hotplug") -> str | None:
 
 
 def parse_size(text: str, field_name: str) -> int:
-    """``256``, ``4K``, ``1M``, ``2G``, ``1GiB``: bytes, like the kernel's memparse."""
-    m = _SIZE_RE.match(text.strip())
-    if not m:
-        raise ActionError(f"not a size (a number with an optional K, M, G or T): {text!r}", field_name)
-    value = int(m.group(1)) * _UNITS[m.group(2).upper()]
+    """``256``, ``4K``, ``1M``, ``2G``, ``1GiB``: bytes (explorer.model.units), positive."""
+    try:
+        value = units.parse_size(text.strip())
+    except ValueError as e:
+        raise ActionError(str(e), field_name) from None
     if value <= 0:
         raise ActionError(f"size must be positive: {text!r}", field_name)
     return value
 
 
-def format_size(value: int) -> str:
-    for unit in ("T", "G", "M", "K"):
-        if value % _UNITS[unit] == 0:
-            return f"{value // _UNITS[unit]}{unit}"
-    return str(value)
+format_size = units.format_size
 
 
 # ---- the actions ----------------------------------------------------------------------------

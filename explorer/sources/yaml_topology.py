@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Iterator
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from ..model.units import parse_size
 from ..model import (
     ABSENT,
     AcsCap,
@@ -1030,27 +1031,6 @@ _CAP_SPECS: dict[str, tuple[type, dict[str, str]]] = {
     "aer": (AerCap, {"version": "int"}),
     "rcec": (RcecCap, {"devices": "devices", "bitmap": "bitmap", "next-bus": "bus", "last-bus": "bus"}),
 }
-
-_SIZE_RE = re.compile(r"^(0x[0-9a-f_]+|[0-9][0-9_]*)\s*(?:([kmgtpe])(?:i?b)?|b)?$", re.IGNORECASE)
-_UNITS = {"k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
-
-
-def parse_size(text: str | int) -> int:
-    """``4096``, ``0x1000``, ``4K``, ``256M``, ``4G``, ``1GiB``: binary units. Raises ValueError."""
-    if isinstance(text, bool):
-        raise ValueError("expected a number")
-    if isinstance(text, int):
-        if text < 0:
-            raise ValueError("must not be negative")
-        return text
-    m = _SIZE_RE.match(text.strip())
-    if not m:
-        raise ValueError("expected a number (decimal or 0x hex) with an optional K, M, G, T, P or E suffix")
-    num = m.group(1).replace("_", "")
-    v = int(num, 16) if num.lower().startswith("0x") else int(num, 10)
-    unit = m.group(2)
-    return v << _UNITS[unit.lower()] if unit else v
-
 
 def _parse_int(raw: str) -> int:
     s = raw.strip().replace("_", "")

@@ -1,0 +1,38 @@
+"""Sizes as people write them: one parser and one compact formatter for every layer."""
+
+from __future__ import annotations
+
+import re
+
+_SIZE_RE = re.compile(r"^(0x[0-9a-f_]+|[0-9][0-9_]*)\s*(?:([kmgtpe])(?:i?b)?|b)?$", re.IGNORECASE)
+_SHIFT = {"k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
+
+
+def parse_size(text: str | int) -> int:
+    """``4096``, ``0x1000``, ``4K``, ``16 KB``, ``256M``, ``1GiB``, ``1_024`` -> bytes (binary units).
+
+    Raises ValueError naming the text for anything else (fractions, negatives, other units).
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"bad size {text!r}: expected a number")
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError(f"bad size {text!r}: must not be negative")
+        return text
+    m = _SIZE_RE.match(text.strip()) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(f"bad size {text!r}: expected a number (decimal or 0x hex) with an optional K, M, G, T, P or E suffix")
+    num = m.group(1).replace("_", "")
+    value = int(num, 16) if num.lower().startswith("0x") else int(num, 10)
+    unit = m.group(2)
+    return value << _SHIFT[unit.lower()] if unit else value
+
+
+def format_size(n: int | None) -> str:
+    """Compact and exact, the way command lines write sizes: ``16K``, ``1G``, ``4097``; None -> ``?``."""
+    if n is None:
+        return "?"
+    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if n >= (1 << shift) and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return str(n)
