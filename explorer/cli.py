@@ -266,7 +266,7 @@ def _expand_hot_add_from(words: list[str]) -> list[str]:
     sized = [b for b in (top.bars or ()) if b.size]
     words = list(rest)
     for b in sized:
-        words += ["--bar", f"{b.kind.value}:{b.size}"]
+        words += ["--bar", f"{b.index}:{b.kind.value}:{b.size}"]
     br = top.bridge
     if br is not None and br is not False and getattr(br, "bus_range", None) and "--buses" not in rest:
         s, e = br.bus_range

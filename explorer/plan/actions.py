@@ -229,9 +229,12 @@ class Mdev:
 class BarSpec:
     kind: BarKind
     size: int
+    #: The BAR number, when the plan names one; else BARs are numbered in the order given.
+    index: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.kind.value}:{format_size(self.size)}"
+        pre = f"{self.index}:" if self.index is not None else ""
+        return f"{pre}{self.kind.value}:{format_size(self.size)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,23 +345,25 @@ def action_targets(action: Action) -> tuple[Address, ...]:
 
 
 def parse_bar(text: str, field_name: str = "bar") -> BarSpec:
-    kind_s, sep, size_s = text.partition(":")
-    if not sep:
-        raise ActionError(f"expected KIND:SIZE (e.g. pref64:1G), got {text!r}", field_name)
+    """``KIND:SIZE`` or ``INDEX:KIND:SIZE``; the BAR rules are the hot-add engine's own
+    (explorer.kernel.hotplug.parse_bar_spec), so a plan accepts exactly what ``fit`` does."""
+    from ..kernel.hotplug import parse_bar_spec
+
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise ActionError(f"expected KIND:SIZE or INDEX:KIND:SIZE (e.g. pref64:1G), got {text!r}", field_name)
+    kind_s = parts[-2]
     try:
         kind = BarKind(kind_s.lower())
     except ValueError:
         raise ActionError(
             f"unknown BAR kind {kind_s!r} (expected one of {', '.join(k.value for k in BarKind)})", field_name
         ) from None
-    size = parse_size(size_s, field_name)
-    if size & (size - 1):
-        raise ActionError(f"a BAR size is a power of two, got {size_s!r}", field_name)
-    if kind is BarKind.IO and size > 256:
-        raise ActionError(f"an I/O BAR is at most 256 bytes, got {size_s!r}", field_name)
-    if not kind.is_64bit and not kind.is_io and size > 1 << 31:
-        raise ActionError(f"a 32-bit BAR is at most 2G, got {size_s!r}", field_name)
-    return BarSpec(kind, size)
+    try:
+        spec = parse_bar_spec(text)
+    except ValueError as e:
+        raise ActionError(str(e), field_name) from None
+    return BarSpec(kind, spec.size, spec.index)
 
 
 def parse_kernel_param(text: Any, field_name: str = "param") -> KernelParam:

@@ -512,6 +512,8 @@ def _apply_hot_add(sim: Simulation, action: HotAdd, index: int) -> None:
     bars = []
     i = 0
     for spec in action.bars:
+        if spec.index is not None:
+            i = spec.index
         bars.append(Bar(i, spec.kind, None, spec.size, unassigned=True))
         i += 2 if spec.kind.is_64bit else 1
     is_bridge = action.buses > 0
