@@ -241,12 +241,10 @@ def cmd_plan_add(args: argparse.Namespace) -> int:
 
 
 def _expand_hot_add_from(words: list[str]) -> list[str]:
-    """``hot-add PORT --from SOURCE[#BDF]``: the device (and its subtree) described in another
-    source, e.g. a YAML topology of planned hardware, becomes its BARs and bus needs.
+    """``hot-add PORT --from SOURCE[#BDF]``: a device described in another source (e.g. a
+    YAML card of planned hardware) becomes the words of a hot-add with its BARs and bus needs."""
+    from .plan.actions import hot_add_like
 
-    The device's own assigned-or-sized BARs are hot-added; a bridge needs as many bus numbers
-    as its [secondary, subordinate] range spans.
-    """
     i = words.index("--from")
     if i + 1 >= len(words):
         raise CliError("hot-add --from needs SOURCE[#BDF] (a YAML topology of the device to add)")
@@ -259,19 +257,14 @@ def _expand_hot_add_from(words: list[str]) -> list[str]:
         if top is None:
             raise CliError(f"--from {spec}: no device {bdf} in {t.source.location}")
     else:
-        roots = [t.functions[a] for a in t.roots()]
+        roots = t.roots()
         if len(roots) != 1:
             raise CliError(f"--from {src}: it holds {len(roots)} top-level devices; name one as {src}#BDF")
-        top = roots[0]
-    sized = [b for b in (top.bars or ()) if b.size]
-    words = list(rest)
-    for b in sized:
-        words += ["--bar", f"{b.index}:{b.kind.value}:{b.size}"]
-    br = top.bridge
-    if br is not None and br is not False and getattr(br, "bus_range", None) and "--buses" not in rest:
-        s, e = br.bus_range
-        words += ["--buses", str(e - s + 1)]
-    return words
+        top = t.functions[roots[0]]
+    if len(rest) < 2:
+        raise CliError("hot-add needs the PORT")
+    like = hot_add_like(_addr(rest[1]), top).words()
+    return like + [w for w in rest[2:]]
 
 
 def cmd_plan_show(args: argparse.Namespace) -> int:

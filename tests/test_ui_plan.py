@@ -141,3 +141,20 @@ async def test_bad_action_input_is_reported_not_crashing(unpacked):
         await _select(app, pilot, Address.parse("0000:01:00.0"))
         assert not app.add_action(["sriov", "0000:01:00.0", "--vfs", "many"])
         assert app.plan is None or app.plan.actions == ()
+
+
+async def test_hot_add_a_device_copied_from_a_bundled_machine(unpacked):
+    """H: the GPU of a bundled laptop, hot-added below an empty hotplug port, keeps its BAR numbers."""
+    app = ExplorerApp(load_sysfs(unpacked("hotplug-acpi-default-1g.pre")))
+    async with app.run_test(size=TERMINAL) as pilot:
+        await pilot.pause()
+        await _select(app, pilot, Address.parse("0000:00:02.0"))
+        await pilot.press("H")
+        await pilot.pause()
+        await pilot.press(*"amd-laptop-dgpu-usb4 0000:03:00.0", "enter")
+        await _settle(app, pilot)
+        (act,) = app.plan.actions
+        words = act.words()
+        assert words[:2] == ["hot-add", "0000:00:02.0"]
+        assert "0:pref64:8G" in words and "2:pref64:256M" in words and "4:io:256" in words
+        assert any(f.code.startswith("HOTADD") for f in app.findings)

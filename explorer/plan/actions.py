@@ -12,8 +12,7 @@ import uuid as _uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Union
 
-from ..model import units
-from ..model import Address, AddressError, BarKind
+from ..model import Address, AddressError, BarKind, Function, present, units
 
 #: Drivers whose ``driver_managed_dma`` is set (drivers/pci/pci-driver.c pci_dma_configure):
 #: binding them never takes DMA ownership, so they never break a group's viability
@@ -344,6 +343,18 @@ def action_targets(action: Action) -> tuple[Address, ...]:
 # ---- parsing ----------------------------------------------------------------------------------
 
 
+def hot_add_like(port: Address, fn: Function, *, hotplug: str | None = None) -> HotAdd:
+    """A hot-add at ``port`` of a device like ``fn`` (from a bundled machine or a YAML card):
+    its BARs with a known size, and for a bridge the bus numbers its range spans."""
+    bars = tuple(BarSpec(b.kind, b.size, b.index) for b in (fn.bars or ()) if b.size)
+    br = fn.bridge
+    rng = br.bus_range if present(br) else None  # type: ignore[union-attr]
+    buses = rng[1] - rng[0] + 1 if rng else 0
+    if not bars and not buses:
+        raise ActionError(f"{fn.address} has no BAR with a known size and no bus range to hot-add", "bar")
+    return HotAdd(port, bars, buses, check_hotplug_mode(hotplug))
+
+
 def parse_bar(text: str, field_name: str = "bar") -> BarSpec:
     """``KIND:SIZE`` or ``INDEX:KIND:SIZE``; the BAR rules are the hot-add engine's own
     (explorer.kernel.hotplug.parse_bar_spec), so a plan accepts exactly what ``fit`` does."""
@@ -503,5 +514,5 @@ def parse_action(words: list[str]) -> Action:
 __all__ = [
     "Action", "ActionError", "ACTION_KINDS", "Assign", "BarSpec", "Bind", "DMA_MANAGED_DRIVERS", "HotAdd",
     "HotRemove", "KernelParam", "Mdev", "Sriov", "Trust", "USAGE", "Unbind", "VFIO_DRIVERS", "action_targets",
-    "format_size", "parse_action", "parse_bar", "parse_kernel_param", "parse_size", "new_uuids",
+    "format_size", "hot_add_like", "parse_action", "parse_bar", "parse_kernel_param", "parse_size", "new_uuids",
 ]

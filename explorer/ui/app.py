@@ -698,13 +698,13 @@ class ExplorerApp(App):
             except (SourceError, KeyError, AddressError) as e:
                 self.notify(f"No such template device: {e}", severity="error", markup=False)
                 return
-            bars = [f"{b.index}:{b.kind.value}:{b.size}" for b in (fn.bars or ()) if b.size]
-            if not bars:
-                self.notify(f"{bdf} has no BAR with a known size to hot-add.", severity="warning", markup=False)
+            from ..plan.actions import hot_add_like
+
+            try:
+                words = hot_add_like(addr, fn).words()
+            except ValueError as e:
+                self.notify(str(e), severity="warning", markup=False)
                 return
-            words = ["hot-add", str(addr)]
-            for b in bars:
-                words += ["--bar", b]
             self.add_action(words)
 
         self.push_screen(
