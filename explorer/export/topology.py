@@ -174,6 +174,31 @@ def format_window(w: Any) -> str:
     return f"[{w.start:#x}-{w.end:#x}] ({_size(w.size)}{extra})"
 
 
+def device_badges(fn: Function) -> list[tuple[str, str]]:
+    """The facts people scan a tree row for, as (kind, value), in display order; each
+    surface (text tree, app) words them its own way."""
+    out: list[tuple[str, str]] = []
+    if present(fn.iommu_group):
+        out.append(("group", str(fn.iommu_group)))
+    if present(fn.driver):
+        out.append(("driver", str(fn.driver)))
+    sr = fn.caps.sriov
+    if present(sr) and sr.total_vfs:  # type: ignore[union-attr]
+        out.append(("vfs", f"{sr.num_vfs or 0}/{sr.total_vfs}"))  # type: ignore[union-attr]
+    if fn.is_virtfn:
+        out.append(("vf", ""))
+    if present(fn.slot) and fn.slot.hotplug:  # type: ignore[union-attr]
+        num = fn.slot.number  # type: ignore[union-attr]
+        out.append(("hotplug", "" if num is None else str(num)))
+    if fn.removable:
+        out.append(("removable", ""))
+    if fn.external_facing:
+        out.append(("external-facing", ""))
+    if fn.vmd_domain is not None:
+        out.append(("vmd", f"{fn.vmd_domain:04x}"))
+    return out
+
+
 def device_line(t: Topology, fn: Function) -> str:
     """One line for a function: address, name, IDs, type and the badges people look for."""
     parts = [fn.bdf, names.short_name(fn)]
@@ -186,25 +211,16 @@ def device_line(t: Topology, fn: Function) -> str:
     if br and br.bus_range:  # type: ignore[union-attr]
         s, e = br.bus_range  # type: ignore[union-attr]
         parts.append(f"bus {s:02x}-{e:02x}")
+    text = {
+        "group": "group {}", "driver": "driver {}", "vfs": "VFs {}", "vf": "VF", "removable": "removable",
+        "external-facing": "external-facing", "vmd": "VMD domain {}",
+    }
     badges = []
-    if present(fn.iommu_group):
-        badges.append(f"group {fn.iommu_group}")
-    if present(fn.driver):
-        badges.append(f"driver {fn.driver}")
-    sr = fn.caps.sriov
-    if present(sr) and sr.total_vfs:  # type: ignore[union-attr]
-        badges.append(f"VFs {sr.num_vfs or 0}/{sr.total_vfs}")  # type: ignore[union-attr]
-    if fn.is_virtfn:
-        badges.append("VF")
-    if present(fn.slot) and fn.slot.hotplug:  # type: ignore[union-attr]
-        num = fn.slot.number  # type: ignore[union-attr]
-        badges.append(f"hotplug slot {num}" if num is not None else "hotplug")
-    if fn.removable:
-        badges.append("removable")
-    if fn.external_facing:
-        badges.append("external-facing")
-    if fn.vmd_domain is not None:
-        badges.append(f"VMD domain {fn.vmd_domain:04x}")
+    for kind, value in device_badges(fn):
+        if kind == "hotplug":
+            badges.append(f"hotplug slot {value}" if value else "hotplug")
+        else:
+            badges.append(text[kind].format(value))
     if badges:
         parts.append("(" + ", ".join(badges) + ")")
     return "  ".join(parts)

@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.text import Text
 
-from ..export.topology import render_device, root_bus_line
+from ..export.topology import device_badges, render_device, root_bus_line
 from ..kernel import trust as trust_rules
 from ..model import Address, Topology, names, present
 from ..model.display import DisplayTree, NodeKey, RootBusKey
@@ -84,19 +84,14 @@ def device_label(topology: Topology, addr: Address, analysis: Analysis | None = 
     label.append(fn.bdf, style="bold")
     if fn.pcie_type is not None and fn.pcie_type.value in _PORT_TAGS:
         label.append(f" {_PORT_TAGS[fn.pcie_type.value]}", style="italic")
-    if present(fn.iommu_group):
-        label.append(f" g{fn.iommu_group}", style="magenta")
-    if present(fn.driver):
-        label.append(f" {fn.driver}", style="green")
-    sr = fn.caps.sriov
-    if present(sr) and sr.total_vfs:  # type: ignore[union-attr]
-        label.append(f" VFs {sr.num_vfs or 0}/{sr.total_vfs}", style="blue")  # type: ignore[union-attr]
-    if fn.is_virtfn:
-        label.append(" VF", style="blue")
-    if present(fn.slot) and fn.slot.hotplug:  # type: ignore[union-attr]
-        label.append(" hotplug", style="yellow")
-    if fn.external_facing:
-        label.append(" external-facing", style="bold yellow")
+    shown = {
+        "group": (" g{}", "magenta"), "driver": (" {}", "green"), "vfs": (" VFs {}", "blue"), "vf": (" VF", "blue"),
+        "hotplug": (" hotplug", "yellow"), "external-facing": (" external-facing", "bold yellow"),
+    }
+    for kind, value in device_badges(fn):
+        if kind in shown:  # removable shows as UNTRUSTED below; the VMD domain hangs under the device
+            fmt, style = shown[kind]
+            label.append(fmt.format(value), style=style)
     if analysis is not None and (trust or fn.removable):
         tr = analysis.trust.get(addr)
         if tr is not None and tr.untrusted:
