@@ -6,7 +6,7 @@ Pure functions: each takes a result from :mod:`explorer.kernel.resources` or
 
 Fit JSON (``fit_json``)::
 
-    {"format": "pci-explorer/fit/1", "fits": bool,
+    {"format": "pci-explorer/fit/<version>", "fits": bool,
      "bars": [{"index": n, "kind": "...", "size": n, "assigned": bool,
                "start": n | null, "end": n | null, "reason": "...", "window": "..." | null}],
      "remedies": ["..."],
