@@ -14,12 +14,17 @@ import sys
 from typing import Sequence
 
 from . import __version__
+from .cli_parser import Parser
+from .export.envelope import envelope
 from .fileio import OutputExists, write_atomic
 from .model import Address, AddressError, Topology
 from .sources import SourceError, builtin_names, live_root, load_source
 
 PROG = "pci-explorer"
 FALLBACK_TOPOLOGY = "example-small"
+
+JSON_HELP = "print one JSON document instead (format and schema: docs/json.md)"
+EXPORT_TARGETS = ("shell", "undo", "libvirt", "proxmox", "driverctl", "mdevctl", "qemu", "cmdline", "json")
 
 SOURCE_HELP = (
     "a sysfs root directory, a snapshot .tar.gz, a YAML topology, lspci -vvnn or -xxxx output, "
@@ -57,7 +62,7 @@ def cmd_tree(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .export.topology import device_json, render_device
+    from .export.topology import render_device, show_json
 
     source, bdf = args.source, args.bdf
     if bdf is None:  # `show BDF` on this machine
@@ -72,7 +77,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"{PROG}: {addr}: no such device in {t.source.location}", file=sys.stderr)
         return 1
     if args.json:
-        _print_json(device_json(t, fn))
+        _print_json(show_json(t, fn))
     else:
         print(render_device(t, fn))
     return 0
@@ -86,10 +91,12 @@ def _addr(text: str) -> Address:
 
 
 def cmd_groups(args: argparse.Namespace) -> int:
-    from .export.groups import compare_text, groups_json, groups_text, reported_text
+    from .export.groups import compare_text, groups_json, list_text, no_iommu_text
     from .kernel.groups import predict_groups
 
     t = _load(args.source)
+    if args.vfio_ids:
+        return _groups_vfio_ids(t, args.vfio_ids)
     assume = [_addr(a) for a in args.assume_acs]
     for a in assume:
         if a not in t.functions:
@@ -120,8 +127,7 @@ def cmd_groups(args: argparse.Namespace) -> int:
             return 2
         equal = not pred.compare(t.reported_groups)
         if args.json:
-            doc = groups_json(t, pred, which="predicted")
-            _print_json({"equal": equal, "mismatches": doc["mismatches"], "source": "predicted", "groups": doc["groups"]})
+            _print_json(groups_json(t, pred, which="predicted", equal=equal))
         else:
             print(compare_text(t, pred))
         return 0 if equal else 1
@@ -131,10 +137,36 @@ def cmd_groups(args: argparse.Namespace) -> int:
     which = "reported" if (args.reported or (has_reported and not args.predict and not what_if)) else "predicted"
     if args.json:
         _print_json(groups_json(t, pred, which=which))
-    elif which == "reported":
-        print(reported_text(t, pred, explain=args.explain))
-    else:
-        print(groups_text(t, pred, explain=args.explain))
+        return 0
+    if t.source.iommu_present is False and which == "predicted" and not (args.predict or what_if):
+        # No IOMMU: say why there are no groups and what to set, then what the kernel would form.
+        print(no_iommu_text(t))
+        print()
+    print(list_text(t, pred, which=which, explain=args.explain, verbose=args.verbose))
+    return 0
+
+
+def _groups_vfio_ids(t: Topology, spec: str) -> int:
+    """``groups --vfio-ids GROUP|BDF``: the vfio-pci.ids= value and driverctl lines for a group."""
+    from .export.groups import vfio_ids_text
+    from .kernel.groups import predict_groups
+
+    groups = t.reported_groups
+    where = "reported"
+    if not groups:
+        groups, where = predict_groups(t).groups, "predicted"
+    label = spec if spec in groups else None
+    if label is None:
+        try:
+            addr = Address.parse(spec)
+        except AddressError:
+            raise CliError(f"--vfio-ids {spec}: no IOMMU group {spec!r} and not a device address in {t.source.location}") from None
+        label = next((k for k, v in groups.items() if addr in v), None)
+        if label is None:
+            raise CliError(f"--vfio-ids {spec}: {'no such device' if addr not in t.functions else 'in no IOMMU group'} in {t.source.location}")
+    if where == "predicted":
+        print(f"# {t.source.location} reports no groups: group {label} is the predicted one")
+    print(vfio_ids_text(t, label, groups[label]))
     return 0
 
 
@@ -148,7 +180,7 @@ def cmd_resources(args: argparse.Namespace) -> int:
         raise CliError(f"--port {port}: no such device in {t.source.location}")
     report = account(t, port)
     if args.json:
-        _print_json(report_json(report))
+        _print_json(envelope("resources", t, report_json(report)))
     else:
         print(report_text(report, verbose=args.verbose))
     return 0
@@ -172,7 +204,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         except (ValueError, KeyError) as e:
             raise CliError(str(e).strip("'\"")) from None
         if args.json:
-            _print_json(sriov_json(res))
+            _print_json(envelope("sriov-fit", t, sriov_json(res)))
         else:
             print(sriov_text(res))
         return 0 if res.fits else 1
@@ -194,7 +226,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CliError(str(e)) from None
     if args.json:
-        _print_json(fit_json(res))
+        _print_json(envelope("fit", t, fit_json(res)))
     else:
         print(fit_text(res))
     return 0 if res.fits else 1
@@ -270,7 +302,43 @@ def _expand_hot_add_from(words: list[str]) -> list[str]:
 def cmd_plan_show(args: argparse.Namespace) -> int:
     from .plan import load_plan, render_plan
 
-    print(render_plan(load_plan(args.plan)))
+    plan = load_plan(args.plan)
+    if args.json:
+        from .export.plan_json import plan_json
+
+        _print_json(plan_json(plan))
+    else:
+        print(render_plan(plan))
+    return 0
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    from .export.trust import trust_json, trust_text
+
+    t = _load(args.source)
+    if args.json:
+        _print_json(trust_json(t))
+    else:
+        print(trust_text(t))
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from .completion import script
+
+    sys.stdout.write(script(args.shell))
+    return 0
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    from .completion import candidates, words_from_line
+
+    if args.line is not None:
+        words, cur_index = words_from_line(args.line, args.point)
+    else:
+        words, cur_index = list(args.words), args.cword
+    for c in candidates(build_parser(), words, cur_index, shell=args.shell):
+        print(c)
     return 0
 
 
@@ -281,7 +349,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     t = _plan_topology(plan, args.source)
     findings = check(plan, t)
     if args.json:
-        _print_json(check_json(plan, t))
+        _print_json(envelope("check", t, check_json(plan, t)))
     else:
         print(render_findings(findings))
     return 1 if has_errors(findings) else 0
@@ -496,7 +564,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=PROG,
         description="Explore a Linux machine's PCI/IOMMU topology and plan changes the kernel will accept.",
     )
@@ -510,13 +578,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("tree", help="print a machine's PCI tree")
     s.add_argument("source", nargs="?", help=SOURCE_HELP)
-    s.add_argument("--json", action="store_true", help="machine-readable output (docs/json.md)")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_tree)
+
+    s = sub.add_parser("trust", help="external-facing ports, untrusted and removable devices, what that costs, Thunderbolt authorization")
+    s.add_argument("source", nargs="?", help=SOURCE_HELP)
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
+    s.set_defaults(func=cmd_trust)
 
     s = sub.add_parser("show", help="every fact about one device")
     s.add_argument("source", help=SOURCE_HELP + " (may be omitted: `show BDF`)")
     s.add_argument("bdf", nargs="?", help="the device, [dddd:]bb:dd.f")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_show)
 
     s = sub.add_parser(
@@ -529,7 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--reported", action="store_true", help="the groups the kernel reported (default when there are some)")
     which.add_argument("--compare", action="store_true", help="differences between predicted and reported; exit 0 equal, 1 differ, 2 none reported")
     s.add_argument("--explain", action="store_true", help="say why each group is what it is")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("-v", "--verbose", action="store_true", help="also each function's reset methods")
+    s.add_argument("--vfio-ids", metavar="GROUP|BDF", help="print the vfio-pci.ids= value and the driverctl lines for this group (or the group of this device)")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.add_argument("--assume-acs", action="append", default=[], metavar="BDF", help="what-if: treat this bridge as ACS-isolated (repeatable)")
     s.add_argument("--acs-override", metavar="SPEC", help="what-if: the out-of-tree pcie_acs_override=SPEC (downstream,multifunction,id:vvvv:dddd)")
     s.add_argument("--move", metavar="BDF=PORT", help="what-if: the device (its slot) plugged into PORT's slot instead")
@@ -538,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("resources", help="bus numbers and bridge windows: used, free, largest aligned blocks")
     s.add_argument("source", nargs="?", help=SOURCE_HELP)
     s.add_argument("--port", metavar="BDF", help="only this bridge and the bridges above it")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.add_argument("-v", "--verbose", action="store_true", help="list every used range")
     s.set_defaults(func=cmd_resources)
 
@@ -551,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kernel-param", action="append", default=[], metavar="pci=...", help="boot parameters to assume in addition to the source's (repeatable)")
     s.add_argument("--sriov", metavar="PF", help="the SR-IOV physical function")
     s.add_argument("--vfs", type=int, metavar="N", help="how many VFs to enable")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_fit)
 
     s = sub.add_parser("plan", help="make and edit a plan: plan new | plan add | plan show")
@@ -569,22 +644,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--from SOURCE[#BDF]) | "
         "hot-remove BDF | trust PORT --external|--internal | kernel-param NAME=VALUE",
     )
-    ps.add_argument("plan", help="the plan file")
+    ps.add_argument("plan", help="the plan file (YAML)")
     ps.add_argument("action", nargs=argparse.REMAINDER, help="the action and its arguments")
     ps.set_defaults(func=cmd_plan_add)
     ps = psub.add_parser("show", help="print a plan")
-    ps.add_argument("plan")
+    ps.add_argument("plan", help="the plan file (YAML)")
+    ps.add_argument("--json", action="store_true", help=JSON_HELP)
     ps.set_defaults(func=cmd_plan_show)
 
     s = sub.add_parser("check", help="validate a plan against the kernel's rules (exit 0 no errors, 1 errors)")
-    s.add_argument("plan")
+    s.add_argument("plan", help="the plan file (YAML)")
     s.add_argument("--source", help="check against this SOURCE instead of the plan's own")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("export", help="render a validated plan (refused while errors remain)")
-    s.add_argument("plan")
-    s.add_argument("--to", required=True, choices=("shell", "undo", "libvirt", "proxmox", "driverctl", "mdevctl", "qemu", "cmdline", "json"))
+    s.add_argument("plan", help="the plan file (YAML)")
+    s.add_argument("--to", required=True, choices=EXPORT_TARGETS, metavar="TARGET",
+                   help="one of: " + ", ".join(EXPORT_TARGETS) + " (json: docs/json.md)")
     s.add_argument("-o", "--output", help="file (or directory, for several documents); default standard output")
     s.add_argument("--item", help="for libvirt: the VM; for mdevctl: the mdev UUID")
     s.add_argument("--source", help="export against this SOURCE instead of the plan's own")
@@ -612,13 +689,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="the same app in a web page (needs the web extra: textual-serve)")
     s.add_argument("source", nargs="?", help=SOURCE_HELP)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000)")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("generate", help="a synthetic large machine, as a YAML topology or a sysfs tree lspci reads")
-    s.add_argument("--functions", type=int, required=True, metavar="N")
-    s.add_argument("--seed", type=int, default=0, metavar="S")
-    s.add_argument("--format", choices=("sysfs", "yaml"), default="yaml")
+    s.add_argument("--functions", type=int, required=True, metavar="N", help="how many PCI functions the machine has")
+    s.add_argument("--seed", type=int, default=0, metavar="S", help="random seed: the same seed makes the same machine (default 0)")
+    s.add_argument("--format", choices=("sysfs", "yaml"), default="yaml", help="a YAML topology (default) or a sysfs tree")
     s.add_argument("-o", "--output", required=True, help="a YAML file, or a new directory for the sysfs tree")
     s.add_argument("--force", action="store_true", help="replace an existing YAML file")
     s.set_defaults(func=cmd_generate)
@@ -633,7 +710,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("topologies", help="list the bundled topologies (use as builtin:NAME)")
     s.set_defaults(func=cmd_topologies)
+
+    s = sub.add_parser("completion", help="print a shell completion script: bash, zsh or fish (e.g. source <(pci-explorer completion bash))")
+    s.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    s.set_defaults(func=cmd_completion)
+
+    # The shells' completion functions ask this hidden helper for candidates.
+    s = sub.add_parser("__complete")
+    s.add_argument("--shell", default="bash", help="the shell asking")
+    s.add_argument("--line", help="the command line up to the cursor (bash COMP_LINE)")
+    s.add_argument("--point", type=int, help="the cursor position in --line (bash COMP_POINT)")
+    s.add_argument("--cword", type=int, default=0, help="index of the word being completed")
+    s.add_argument("words", nargs="*", help="the words of the command line")
+    s.set_defaults(func=cmd_complete)
+    _hide_subcommand(sub, "__complete")
     return p
+
+
+def _hide_subcommand(sub: argparse._SubParsersAction, name: str) -> None:
+    """Leave a helper subcommand out of the help listing (it still runs)."""
+    sub._choices_actions = [a for a in sub._choices_actions if a.dest != name]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,7 +52,9 @@ def test_live_json_matches_sysfs_attributes():
 def test_show_json_and_text(unpacked, capsys):
     root = str(unpacked("sriov-nvme"))
     assert main(["show", root, "01:00.0", "--json"]) == 0
-    d = json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["format"] == "pci-explorer/device/1" and doc["source"]["kind"] == "sysfs"
+    d = doc["device"]
     assert d["bdf"] == "0000:01:00.0" and d["caps"]["sriov"]["total_vfs"] == 4
     assert d["virtfns"] == ["0000:01:00.1", "0000:01:00.2", "0000:01:00.3"]
     assert main(["show", root, "0000:01:00.0"]) == 0
@@ -151,8 +153,13 @@ def test_scripted_commands_do_not_load_textual(unpacked):
 
 
 def _devices(capsys, source: str) -> dict:
+    """tree --json devices by BDF; trust facts kept, where each came from left out (that names the source's kind)."""
     assert main(["tree", source, "--json"]) == 0
-    return {d["bdf"]: d for d in json.loads(capsys.readouterr().out)["devices"]}
+    out = {}
+    for d in json.loads(capsys.readouterr().out)["devices"]:
+        d["trust"] = {k: v for k, v in d["trust"].items() if k != "external_facing_from"}
+        out[d["bdf"]] = d
+    return out
 
 
 def test_snapshot_then_tree_anywhere(unpacked, tmp_path, capsys):
@@ -187,12 +194,12 @@ def test_groups_json_matches_kernel_on_capture(unpacked, capsys):
     # Default: the reported groups, each with the reason the prediction gives.
     assert main(["groups", root, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["source"] == "reported" and doc["matches_reported"] is True and doc["hypothetical"] is False
+    assert doc["view"] == "reported" and doc["matches_reported"] is True and doc["hypothetical"] is False
     shared = [g for g in doc["groups"] if "0000:00:02.0" in g["devices"]]
     assert len(shared) == 1 and len(shared[0]["devices"]) == 6 and "no ACS capability" in shared[0]["reason"]
     assert main(["groups", root, "--predict", "--json"]) == 0
     pred = json.loads(capsys.readouterr().out)
-    assert pred["source"] == "predicted"
+    assert pred["view"] == "predicted"
     assert {frozenset(g["devices"]) for g in pred["groups"]} == {frozenset(g["devices"]) for g in doc["groups"]}
     assert {g["id"] for g in pred["groups"]} == {g["id"] for g in doc["groups"]}  # the kernel's labels
     # --compare: 0 equal; 2 when the source reports no groups.
@@ -200,7 +207,7 @@ def test_groups_json_matches_kernel_on_capture(unpacked, capsys):
     assert "equal" in capsys.readouterr().out
     assert main(["groups", "builtin:intel-ich10-desktop", "--compare"]) == 2
     assert main(["groups", "builtin:intel-ich10-desktop", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["source"] == "predicted"
+    assert json.loads(capsys.readouterr().out)["view"] == "predicted"
 
 
 def test_groups_compare_exits_1_on_a_difference(unpacked, tmp_path, capsys):
@@ -310,7 +317,7 @@ def test_groups_what_if_move_to_another_slot(unpacked, capsys):
     root = str(unpacked("switch"))
     assert main(["groups", root, "--json", "--move", "0000:03:00.0=0000:02:02.0"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["source"] == "predicted"
+    assert doc["view"] == "predicted"
     assert doc["hypothetical"] is True and any("03:00.0 -> 0000:05:00.0" in a for a in doc["assumptions"])
     groups = {frozenset(g["members"]): g for g in doc["predicted"]}
     assert frozenset({"0000:02:02.0", "0000:05:00.0"}) in groups

@@ -170,4 +170,4 @@ def test_parse_size_errors(text):
 
 def test_fmt_size():
     assert fmt_size(256) == "256 B" and fmt_size(1 << 30) == "1 GiB" and fmt_size(0x1800) == "6 KiB"
-    assert fmt_size(0x1001) == "0x1001 B"
+    assert fmt_size(0x1001) == "~4 KiB" and fmt_size(0xf00) == "3.75 KiB" and fmt_size(1023992 << 10) == "~999.99 MiB"

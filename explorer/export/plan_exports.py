@@ -23,6 +23,7 @@ from ..plan.actions import Assign, Bind, HotAdd, HotRemove, KernelParam, Mdev, S
 from ..plan.apply import Simulation, class_base, merged_cmdline, simulate
 from ..plan.rules import ERROR, Finding
 from ..plan.validate import findings_json, topology_index
+from .envelope import envelope
 
 TARGETS = ("shell", "undo", "libvirt", "proxmox", "driverctl", "mdevctl", "qemu", "cmdline", "json")
 TOOL = "pci-explorer"
@@ -420,12 +421,39 @@ def _xml_comment(text: str) -> str:
     return f"<!-- {safe} -->"
 
 
+def _guest_slots(devs: list[Address], vm: str) -> dict[Address, tuple[int, bool]]:
+    """Functions of one host device given together share one guest slot: address -> (guest slot,
+    multifunction on this function). Devices given alone get no fixed guest address."""
+    by_slot: dict[tuple[int, int, int], list[Address]] = {}
+    for a in devs:
+        by_slot.setdefault(a.slot, []).append(a)
+    out: dict[Address, tuple[int, bool]] = {}
+    guest_slot = 0x10
+    for members in by_slot.values():
+        if len(members) < 2:
+            continue
+        if guest_slot > 0x1F:
+            raise ExportError(f"VM {vm!r}: too many multifunction devices for one guest bus")
+        members.sort()
+        for m in members:
+            out[m] = (guest_slot, m == members[0])
+        guest_slot += 1
+    return out
+
+
 def libvirt_documents(ctx: _Ctx) -> dict[str, str]:
     docs: dict[str, str] = {}
     for vm, devs in _vm_devices(ctx).items():
+        slots = _guest_slots(devs, vm)
         lines = [
             _xml_comment(f"{TOOL}: host devices for VM {vm} from the plan for {ctx.plan.source.spec}. "
                          f"Attach each hostdev with virsh attach-device (with its config option to keep it), or merge the devices element with virsh edit."),
+        ]
+        if slots:
+            lines.append(_xml_comment("the functions of one host device keep one guest slot (multifunction='on' on the first, "
+                                      "same bus and slot for all), from slot 0x10 of guest bus 0 as the qemu export does; "
+                                      "to move them, move them together"))
+        lines += [
             "<domain type='kvm'>",
             f"  <name>{escape(vm)}</name>",
             "  <devices>",
@@ -437,8 +465,12 @@ def libvirt_documents(ctx: _Ctx) -> dict[str, str]:
                 f"        <address domain={quoteattr(f'0x{a.domain:04x}')} bus={quoteattr(f'0x{a.bus:02x}')} "
                 f"slot={quoteattr(f'0x{a.device:02x}')} function={quoteattr(f'0x{a.function:x}')}/>",
                 "      </source>",
-                "    </hostdev>",
             ]
+            if a in slots:
+                gslot, multi = slots[a]
+                lines.append(f"      <address type='pci' domain='0x0000' bus='0x00' slot='{gslot:#04x}' function='{a.function:#x}'"
+                             + (" multifunction='on'" if multi else "") + "/>")
+            lines.append("    </hostdev>")
         for m in _vm_mdevs(ctx, vm):
             lines += [
                 "    <hostdev mode='subsystem' type='mdev' model='vfio-pci' managed='no'>",
@@ -532,22 +564,15 @@ def render_qemu(ctx: _Ctx) -> str:
            "# functions of one device share a guest slot (multifunction=on on function 0); guest slots start at 0x10"]
     for vm, devs in _vm_devices(ctx).items():
         out.append(_comment(f"VM {vm}"))
-        by_slot: dict[tuple[int, int, int], list[Address]] = {}
-        for a in devs:
-            by_slot.setdefault(a.slot, []).append(a)
+        slots = _guest_slots(devs, vm)
         args: list[str] = []
-        guest_slot = 0x10
-        for slot, members in by_slot.items():
-            members.sort()
-            if len(members) == 1:
-                args.append(f"-device vfio-pci,host={members[0]}")
+        for m in sorted(devs, key=lambda a: (a.slot, a.function)):
+            if m not in slots:
+                args.append(f"-device vfio-pci,host={m}")
                 continue
-            if guest_slot > 0x1F:
-                raise ExportError(f"VM {vm!r}: too many multifunction devices for one guest bus")
-            for m in members:
-                extra = ",multifunction=on" if m == members[0] else ""
-                args.append(f"-device vfio-pci,host={m},addr={guest_slot:#04x}.{m.function}{extra}")
-            guest_slot += 1
+            guest_slot, multi = slots[m]
+            extra = ",multifunction=on" if multi else ""
+            args.append(f"-device vfio-pci,host={m},addr={guest_slot:#04x}.{m.function}{extra}")
         for m in _vm_mdevs(ctx, vm):
             args.append(f"-device vfio-pci,sysfsdev=/sys/bus/mdev/devices/{m.uuid}")
         for a in args:
@@ -589,10 +614,23 @@ def render_cmdline(ctx: _Ctx) -> str:
                 out.append(_comment(f"{drv} must load before {', '.join(natives)}: e.g. /etc/modprobe.d/{drv}.conf with "
                                     + "; ".join(f"softdep {n} pre: {drv}" for n in natives)))
     base_words = (topo.source.kernel_cmdline or "").split()
-    if sim.assignments and topo.source.iommu_present is False:
-        intel = any(fn.vendor_id == 0x8086 and fn.parent is None and class_base(fn) == 0x06 for fn in topo)
-        if intel and not any(w.startswith("intel_iommu=") for w in base_words):
+    uses_vfio = bool(sim.assignments or bound["vfio-pci"])
+    if uses_vfio:
+        vendor, how = iommu_vendor(topo)
+        have = {w.split("=", 1)[0] for w in base_words} | {p.name for p, _ in sim.kernel_params}
+        if vendor == "intel" and "intel_iommu" not in have:
             params.append("intel_iommu=on")
+            out.append(_comment(f"intel_iommu=on: the IOMMU is Intel VT-d ({how}); kernels built without "
+                                "CONFIG_INTEL_IOMMU_DEFAULT_ON leave it off without it"))
+        elif vendor == "amd":
+            out.append(_comment(f"the IOMMU is AMD-Vi ({how}): it is on by default; amd_iommu=on is not an option "
+                                "(drivers/iommu/amd/init.c parse_amd_iommu_options logs it as unknown), so none is added"))
+        if vendor is not None and "iommu" not in have:
+            params.append("iommu=pt")
+            out.append(_comment("iommu=pt: host devices keep identity (passthrough) DMA; untrusted devices still get a translated domain"))
+        if vendor is None:
+            out.append(_comment("the IOMMU vendor is unknown for this source: make sure intel_iommu=on (Intel) is set, "
+                                "or that AMD-Vi is enabled in the firmware (AMD)"))
     planned = [p for p, _ in sim.kernel_params]
     if planned:
         merged = merged_cmdline("", planned).split()
@@ -602,8 +640,30 @@ def render_cmdline(ctx: _Ctx) -> str:
     else:
         out.append(_comment("add these to the kernel command line (e.g. GRUB_CMDLINE_LINUX, then update-grub):"))
         out.append(" ".join(params))
-        out.append(_comment("the whole command line afterwards: " + merged_cmdline(topo.source.kernel_cmdline, [_as_param(p) for p in params])))
+        if topo.source.kernel_cmdline is None:
+            out.append(_comment("the source does not show the machine's current command line (/proc/cmdline): add the parameters above to it"))
+        else:
+            out.append(_comment("the whole command line afterwards: " + merged_cmdline(topo.source.kernel_cmdline, [_as_param(p) for p in params])))
     return "\n".join(out) + "\n"
+
+
+def iommu_vendor(topology: Topology) -> tuple[str | None, str]:
+    """("intel" | "amd" | None, where that came from), from what the source gives today:
+    an ``intel_iommu=`` / ``amd_iommu=`` word on its command line, else the vendor of the
+    host bridge at 00:00.0 (x86: VT-d on Intel platforms, AMD-Vi on AMD and Hygon ones).
+    One small function, so a source that records the IOMMU driver itself can answer here."""
+    for w in (topology.source.kernel_cmdline or "").split():
+        if w.startswith("intel_iommu="):
+            return "intel", "the kernel command line has intel_iommu="
+        if w.startswith("amd_iommu="):
+            return "amd", "the kernel command line has amd_iommu="
+    hb = topology.functions.get(Address(0, 0, 0, 0))
+    if hb is not None and hb.class_code is not None and (hb.class_code >> 8) == 0x0600:
+        if hb.vendor_id == 0x8086:
+            return "intel", "the host bridge 00:00.0 is Intel's"
+        if hb.vendor_id in (0x1022, 0x1D94):
+            return "amd", "the host bridge 00:00.0 is AMD's" if hb.vendor_id == 0x1022 else "the host bridge 00:00.0 is Hygon's"
+    return None, "the source does not say"
 
 
 def _as_param(text: str) -> KernelParam:
@@ -629,10 +689,9 @@ def render_json(ctx: _Ctx) -> str:
             "vm": sim.vm_of(a),
             "iommu_group": sim.group_of(a),
         })
-    doc = {
-        "format": "pci-explorer-plan-export",
-        "version": 1,
-        "source": ctx.plan.source.spec,
+    doc = envelope("plan-export", ctx.topology, {
+        "plan": ctx.plan.path,
+        "plan_source": ctx.plan.source.spec,
         "actions": [a.to_dict() for a in ctx.plan.actions],
         "devices": devices,
         "vms": {vm: [str(a) for a in devs] for vm, devs in _vm_devices(ctx).items()},
@@ -640,7 +699,7 @@ def render_json(ctx: _Ctx) -> str:
         "removed": sorted(str(a) for a in sim.removed),
         "kernel_cmdline": merged_cmdline(ctx.topology.source.kernel_cmdline, [p for p, _ in sim.kernel_params]),
         "check": findings_json(ctx.findings),
-    }
+    })
     return json.dumps(doc, indent=2) + "\n"
 
 

@@ -6,7 +6,7 @@ Pure functions: each takes a result from :mod:`explorer.kernel.resources` or
 
 Fit JSON (``fit_json``)::
 
-    {"format": "pci-explorer/fit/1", "fits": bool,
+    {"format": "pci-explorer/fit/<version>", "fits": bool,
      "bars": [{"index": n, "kind": "...", "size": n, "assigned": bool,
                "start": n | null, "end": n | null, "reason": "...", "window": "..." | null}],
      "remedies": ["..."],
@@ -26,10 +26,11 @@ from typing import Any
 from ..kernel.setup import BarOutcome, FitResult, KernelParams, NewBridge, SriovFitResult
 from ..kernel.resources import BridgeReport, ResourceReport, WindowReport, fmt_size
 from ..model import WindowKind
+from .envelope import format_id
 
-REPORT_FORMAT = "pci-explorer/resources/1"
-FIT_FORMAT = "pci-explorer/fit/1"
-SRIOV_FORMAT = "pci-explorer/sriov-fit/1"
+REPORT_FORMAT = format_id("resources")
+FIT_FORMAT = format_id("fit")
+SRIOV_FORMAT = format_id("sriov-fit")
 
 __all__ = [
     "FIT_FORMAT",

@@ -8,10 +8,11 @@ from typing import Any
 
 from ..model import ABSENT, Address, Bar, Function, HostBridge, Topology, Window, acs_flags_str, present
 from ..model import names
-from ..model.units import format_size
+from ..model.units import human_size
 from ..model.display import DisplayTree, NodeKey, RootBusKey
+from .envelope import envelope, format_id
 
-JSON_FORMAT = "pci-explorer/tree/1"
+JSON_FORMAT = format_id("tree")
 
 
 def _hex(v: int | None, width: int) -> str | None:
@@ -54,8 +55,10 @@ def bar_json(b: Bar) -> dict[str, Any]:
     return d
 
 
-def device_json(t: Topology, fn: Function) -> dict[str, Any]:
+def device_json(t: Topology, fn: Function, trust_memo: dict | None = None) -> dict[str, Any]:
     """Every model fact of one function (the keys tree --json promises come first)."""
+    from .trust import device_trust_json
+
     br = fn.bridge if present(fn.bridge) else None
     bars = fn.bars or ()
     owner = None
@@ -127,6 +130,7 @@ def device_json(t: Topology, fn: Function) -> dict[str, Any]:
         "removable": fn.removable,
         "vmd_domain": _hex(fn.vmd_domain, 4),
         "domain_owner": owner,
+        "trust": device_trust_json(t, fn, trust_memo),
     }
 
 
@@ -142,27 +146,22 @@ def host_bridge_json(hb: HostBridge) -> dict[str, Any]:
 
 
 def topology_json(t: Topology) -> dict[str, Any]:
-    s = t.source
-    return {
-        "format": JSON_FORMAT,
-        "source": {
-            "kind": s.kind,
-            "location": s.location,
-            "description": s.description,
-            "kernel_release": s.kernel_release,
-            "kernel_cmdline": s.kernel_cmdline,
-            "iommu_present": s.iommu_present,
-            "warnings": list(s.warnings),
-        },
+    """``tree --json``: the envelope (format, source), the host bridges and every device."""
+    return envelope("tree", t, {
         "host_bridges": [host_bridge_json(h) for h in t.host_bridges],
-        "devices": [device_json(t, fn) for fn in t],
-    }
+        "devices": [device_json(t, fn, memo) for memo in ({},) for fn in t],
+    })
+
+
+def show_json(t: Topology, fn: Function) -> dict[str, Any]:
+    """``show --json``: the envelope and one device object, as in ``tree --json``."""
+    return envelope("device", t, {"device": device_json(t, fn)})
 
 
 # ---- text ---------------------------------------------------------------------------
 
 
-_size = format_size
+_size = human_size
 
 
 def format_window(w: Any) -> str:
@@ -297,7 +296,12 @@ def render_device(t: Topology, fn: Function) -> str:
     if fn.parent is None and fn.address.domain in t.vmd_domains:
         add(f"  VMD domain owner   {t.vmd_domains[fn.address.domain]}")
     add(f"  driver             {_fmt(fn.driver)}   override {_fmt(fn.driver_override)}")
-    add(f"  IOMMU group        {_fmt(fn.iommu_group)} (as the kernel reported it)")
+    if fn.iommu_group is None:
+        add("  IOMMU group        unknown (the source does not say)")
+    elif fn.iommu_group is ABSENT:
+        add("  IOMMU group        none (the kernel put it in no group)")
+    else:
+        add(f"  IOMMU group        {fn.iommu_group} (as the kernel reported it)")
     add(f"  NUMA node          {_fmt(fn.numa_node)}")
     if fn.bars is None:
         add("  BARs               unknown")
@@ -343,7 +347,7 @@ def render_device(t: Topology, fn: Function) -> str:
     add(f"  serial number      {_fmt(c.dsn)}")
     if present(fn.slot):
         s = fn.slot
-        add(f"  slot               physical {_fmt(s.physical_slot)} number {_fmt(s.number)} hotplug {_fmt(s.hotplug)} surprise {_fmt(s.surprise)}")  # type: ignore[union-attr]
+        add(f"  slot               number {_fmt(s.number)}, physical slot name {_fmt(s.physical_slot)}, hotplug {_fmt(s.hotplug)}, surprise removal {_fmt(s.surprise)}")  # type: ignore[union-attr]
     else:
         add(f"  slot               {_fmt(fn.slot)}")
     if fn.link:
@@ -355,7 +359,9 @@ def render_device(t: Topology, fn: Function) -> str:
         add(f"  virtual functions  {', '.join(str(a) for a in fn.virtfns)}")
     add(f"  boot VGA           {_fmt(fn.boot_vga)}")
     add(f"  reset methods      {_fmt(' '.join(fn.reset_methods) if fn.reset_methods else (None if fn.reset_methods is None else 'none'))}")
-    add(f"  external-facing    {_fmt(fn.external_facing)}   removable {_fmt(fn.removable)}")
+    from .trust import device_trust_lines
+
+    out.extend(device_trust_lines(t, fn))
     if fn.vmd_domain is not None:
         add(f"  VMD                owns domain {fn.vmd_domain:04x}")
     return "\n".join(out)

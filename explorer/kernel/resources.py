@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from ..model.units import parse_size
+from ..model.units import human_size, parse_size
 from ..model import (
     ABSENT,
     Address,
@@ -60,17 +60,8 @@ MIN_LISTED_BLOCK = {WindowKind.IO: 0x10, WindowKind.MEM: 0x1000, WindowKind.PREF
 
 
 def fmt_size(n: int | None) -> str:
-    """Bytes as the shortest exact binary unit: 256 B, 16 KiB, 1 GiB, 1.5 GiB -> 0x60000000."""
-    if n is None:
-        return "?"
-    if n <= 0:
-        return f"{n} B"
-    for unit, shift in (("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= (1 << shift) and n % (1 << shift) == 0:
-            return f"{n >> shift} {unit}"
-    if n < 1024:
-        return f"{n} B"
-    return f"{n:#x} B"
+    """Bytes for people: ``256 B``, ``16 KiB``, ``1 GiB``, ``3.75 KiB`` (model.units.human_size)."""
+    return human_size(n)
 
 
 # ---- range arithmetic ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Iterable, Iterator, Mapping
 
 from .address import Address
 from .device import ABSENT, Function, HostBridge, present
+from .thunderbolt import ThunderboltDevice
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,8 @@ class SourceInfo:
     #: Default domain type per reported group label (sysfs ``type`` file).
     group_types: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
+    #: ``/sys/bus/thunderbolt/devices`` (model/thunderbolt.py); None: the source does not show it.
+    thunderbolt: tuple[ThunderboltDevice, ...] | None = None
 
 
 class TopologyError(ValueError):

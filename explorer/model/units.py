@@ -36,3 +36,24 @@ def format_size(n: int | None) -> str:
         if n >= (1 << shift) and n % (1 << shift) == 0:
             return f"{n >> shift}{unit}"
     return str(n)
+
+
+_UNITS = (("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10))
+
+
+def human_size(n: int | None) -> str:
+    """Sizes as every text output prints them: ``256 B``, ``16 KiB``, ``1 GiB``; a size that
+    is not a whole number of its unit keeps two decimals (``3.75 KiB``), marked ``~`` when
+    that rounds (``~999.99 MiB``, ``~4 KiB`` for 4097). Hex is for addresses only. None -> ``?``."""
+    if n is None:
+        return "?"
+    if n < 1024:
+        return f"{n} B"
+    for unit, shift in _UNITS:
+        if n >= (1 << shift):
+            if n % (1 << shift) == 0:
+                return f"{n >> shift} {unit}"
+            text = f"{n / (1 << shift):.2f}".rstrip("0").rstrip(".")
+            exact = round(float(text) * (1 << shift)) == n
+            return f"{'' if exact else '~'}{text} {unit}"
+    return f"{n} B"  # pragma: no cover

@@ -139,7 +139,7 @@ def findings_json(findings: list[Finding], plan: Plan | None = None) -> dict[str
         "findings": [f.to_json() for f in findings],
     }
     if plan is not None:
-        doc = {"plan": plan.path, "source": plan.source.spec, **doc}
+        doc = {"plan": plan.path, "plan_source": plan.source.spec, **doc}
     return doc
 
 

@@ -424,6 +424,7 @@ class _Collector:
                     self.add_dir(f"{gdir}/devices")
                     for m in members:
                         self.copy_link(f"{gdir}/devices/{m}")
+        self._thunderbolt()
         for rel in _PROC_FILES:
             self.copy_file(rel)
         if live:
@@ -438,6 +439,25 @@ class _Collector:
         if lines:
             self.add_file("dmesg.txt", ("\n".join(lines) + "\n").encode())
         self._drop_escaping_links()
+
+    def _thunderbolt(self) -> None:
+        """``sys/bus/thunderbolt/devices``: each entry's link and the files sysfs.read_thunderbolt reads."""
+        from .sysfs import THUNDERBOLT_FILES
+
+        t = self.tree
+        base = "sys/bus/thunderbolt/devices"
+        names = t.listdir(base)
+        if names is None:
+            return
+        self.add_dir(base)
+        for name in names:
+            link = f"{base}/{name}"
+            rel = t.resolve(link)
+            if rel is None or not t.is_dir(rel) or not self.copy_link(link):
+                continue
+            self.add_dir(rel)
+            for f in THUNDERBOLT_FILES:
+                self.copy_file(f"{rel}/{f}")
 
     def _kmsg_root_bus_lines(self) -> list[str]:
         """The kernel log's root-bus lines (bus ranges of host bridges), read from /dev/kmsg."""

@@ -396,8 +396,49 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
         iommu_present=(bool(group_labels) if groups_exist else None),
         group_types=tuple(group_types),
         warnings=tuple(warnings),
+        thunderbolt=read_thunderbolt(r),
     )
     return Topology.build(functions, hbs, source)
+
+
+#: Files of /sys/bus/thunderbolt/devices/* that the trust view uses (also what a snapshot keeps).
+THUNDERBOLT_FILES = ("authorized", "security", "iommu_dma_protection", "vendor_name", "device_name")
+
+
+def read_thunderbolt(r: "_Root") -> "tuple[ThunderboltDevice, ...] | None":
+    """``/sys/bus/thunderbolt/devices``: routers' authorization, domains' security level.
+
+    None when the tree has no thunderbolt bus (the driver is not loaded, or a capture
+    without it): authorization is then unknown, never guessed."""
+    from ..model.thunderbolt import ThunderboltDevice
+
+    base = "sys/bus/thunderbolt/devices"
+    try:
+        names = sorted(os.listdir(r.abs(base)))
+    except OSError:
+        return None
+    out = []
+    for name in names:
+        rel = r.resolve_link(f"{base}/{name}")
+        if rel is None or not os.path.isdir(r.abs(rel)):
+            continue
+        vals = {f: r.read_text(f"{rel}/{f}") for f in THUNDERBOLT_FILES}
+        auth = vals["authorized"]
+        dma = vals["iommu_dma_protection"]
+        pci = None
+        parent = posixpath.basename(posixpath.dirname(rel))
+        if name.startswith("domain") and is_address(parent):
+            pci = Address.parse(parent)
+        out.append(ThunderboltDevice(
+            name=name,
+            authorized=int(auth) if auth is not None and auth.isdigit() else None,
+            security=vals["security"] or None,
+            iommu_dma_protection=None if dma is None or dma not in ("0", "1") else dma == "1",
+            vendor_name=vals["vendor_name"] or None,
+            device_name=vals["device_name"] or None,
+            pci_device=pci,
+        ))
+    return tuple(out)
 
 
 def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings) -> None:
