@@ -24,6 +24,9 @@ class SourceInfo:
     #: Default domain type per reported group label (sysfs ``type`` file).
     group_types: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
+    #: Firmware facts as (name, value), e.g. ("bios_version", "1.16.3"): the DMI
+    #: ``/sys/class/dmi/id/bios_*`` files; () when the source does not say.
+    firmware: tuple[tuple[str, str], ...] = ()
 
 
 class TopologyError(ValueError):
