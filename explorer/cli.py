@@ -232,6 +232,21 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0 if res.fits else 1
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .export.diff import diff_json, diff_text, differs, parse_only
+    from .kernel.diff import diff_topologies
+
+    sections = parse_only(args.only)
+    old = _load(args.old)
+    new = _load(args.new)
+    d = diff_topologies(old, new)
+    if args.json:
+        _print_json(diff_json(d, sections))
+    else:
+        print(diff_text(d, sections))
+    return 1 if differs(d, sections) else 0
+
+
 # ---- plans ---------------------------------------------------------------------------
 
 
@@ -628,6 +643,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vfs", type=int, metavar="N", help="how many VFs to enable")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_fit)
+
+    s = sub.add_parser("diff", help="what changed between two sources of one machine (exit 0 none, 1 differences)")
+    s.add_argument("old", help="the machine before: " + SOURCE_HELP.split("; omitted")[0])
+    s.add_argument("new", help="the machine after (same kinds of SOURCE)")
+    s.add_argument("--only", metavar="SECTIONS", help="comma-separated: context, devices, groups, resources, drivers, links, sriov")
+    s.add_argument("--json", action="store_true", help="machine-readable output (docs/json.md)")
+    s.set_defaults(func=cmd_diff)
 
     s = sub.add_parser("plan", help="make and edit a plan: plan new | plan add | plan show")
     psub = s.add_subparsers(dest="plan_command", metavar="PLAN_COMMAND", required=True)

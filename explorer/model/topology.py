@@ -27,6 +27,9 @@ class SourceInfo:
     warnings: tuple[str, ...] = ()
     #: ``/sys/bus/thunderbolt/devices`` (model/thunderbolt.py); None: the source does not show it.
     thunderbolt: tuple[ThunderboltDevice, ...] | None = None
+    #: Firmware facts as (name, value), e.g. ("bios_version", "1.16.3"): the DMI
+    #: ``/sys/class/dmi/id/bios_*`` files; () when the source does not say.
+    firmware: tuple[tuple[str, str], ...] = ()
 
 
 class TopologyError(ValueError):

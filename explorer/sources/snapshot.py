@@ -10,6 +10,8 @@ below ``./``::
     sys/bus/pci/slots/<name>/address
     sys/kernel/iommu_groups/<n>/type and devices/<BDF> links
     proc/iomem, proc/ioports, proc/cmdline, proc/version, proc/sys/kernel/osrelease
+    sys/class/dmi/id/bios_*          the firmware's vendor, version and date (the ``id`` link
+                                     and the DMI device directory it leads to)
     meta/uname.txt                   "Linux HOST RELEASE VERSION MACHINE"
     meta/capture.json                what this capture left out (serials, partial reads)
     dmesg.txt                        only the "root bus resource [bus ..]" lines
@@ -59,7 +61,7 @@ from typing import BinaryIO, Callable
 from ..model import Topology, is_address
 from .config import ECAP_DSN
 from .errors import SourceError
-from .sysfs import DEVICE_FILES, DEVICE_LINKS, load_sysfs
+from .sysfs import DEVICE_FILES, DEVICE_LINKS, DMI_DIR, DMI_FILES, load_sysfs
 
 __all__ = [
     "CaptureReport",
@@ -427,6 +429,7 @@ class _Collector:
         self._thunderbolt()
         for rel in _PROC_FILES:
             self.copy_file(rel)
+        self._dmi()
         if live:
             u = os.uname()
             self.add_file("meta/uname.txt", f"{u.sysname} {u.nodename} {u.release} {u.version} {u.machine}\n".encode())
@@ -458,6 +461,17 @@ class _Collector:
             self.add_dir(rel)
             for f in THUNDERBOLT_FILES:
                 self.copy_file(f"{rel}/{f}")
+    def _dmi(self) -> None:
+        """The DMI BIOS facts: ``sys/class/dmi/id`` is a link to the DMI device's directory
+        on a live system; store the link and the few files read through it."""
+        t = self.tree
+        d = t.resolve(DMI_DIR)
+        if d is None or not t.is_dir(d):
+            return
+        if d != DMI_DIR and not self.copy_link(DMI_DIR):
+            return
+        for name in DMI_FILES:
+            self.copy_file(f"{d}/{name}")
 
     def _kmsg_root_bus_lines(self) -> list[str]:
         """The kernel log's root-bus lines (bus ranges of host bridges), read from /dev/kmsg."""

@@ -7,8 +7,8 @@ place outside ``root``.
 What it reads (and so what ``snapshot`` stores), relative to ``root``:
 ``sys/bus/pci/devices/*`` and the device directories they link to under
 ``sys/devices/pci*``, ``sys/bus/pci/slots/*/address``, ``sys/kernel/iommu_groups``,
-``proc/iomem``, ``proc/ioports``, ``proc/cmdline``, the kernel release, and
-(snapshots only) ``dmesg.txt`` for the root buses' bus ranges.
+``proc/iomem``, ``proc/ioports``, ``proc/cmdline``, the kernel release, the DMI
+BIOS vendor, version and date (``sys/class/dmi/id/bios_*``), and (snapshots only) ``dmesg.txt`` for the root buses' bus ranges.
 """
 
 from __future__ import annotations
@@ -320,6 +320,25 @@ def kernel_release(r: _Root) -> str | None:
     return None
 
 
+#: The DMI firmware facts read (``/sys/class/dmi/id/NAME``); ``snapshot`` stores them too.
+DMI_FILES = ("bios_vendor", "bios_version", "bios_date")
+DMI_DIR = "sys/class/dmi/id"
+
+
+def firmware(r: _Root) -> tuple[tuple[str, str], ...]:
+    """(name, value) of each DMI BIOS fact the tree holds (the link to the DMI device is
+    followed inside the root only)."""
+    d = r.resolve_link(DMI_DIR)
+    if d is None:
+        return ()
+    out = []
+    for name in DMI_FILES:
+        value = r.read_text(f"{d}/{name}")
+        if value:
+            out.append((name, value))
+    return tuple(out)
+
+
 def _version_at_least(release: str | None, want: tuple[int, int]) -> bool | None:
     if not release:
         return None
@@ -397,6 +416,7 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
         group_types=tuple(group_types),
         warnings=tuple(warnings),
         thunderbolt=read_thunderbolt(r),
+        firmware=firmware(r),
     )
     return Topology.build(functions, hbs, source)
 

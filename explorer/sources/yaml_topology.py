@@ -181,8 +181,10 @@ _UNKNOWN = _Unknown()
 
 _TOP_KEYS = (
     "pci-explorer", "description", "kernel-release", "kernel-cmdline", "iommu-present",
-    "group-types", "defaults", "host-bridges", "devices",
+    "group-types", "defaults", "host-bridges", "devices", "firmware",
 )
+#: ``firmware:`` keys and the SourceInfo.firmware names they stand for (DMI bios_*).
+_FIRMWARE_KEYS = {"bios-vendor": "bios_vendor", "bios-version": "bios_version", "bios-date": "bios_date"}
 _HB_KEYS = ("root-bus", "bus-range", "windows", "vmd-owner", "devices")
 _VMD_KEYS = ("domain", "root-bus", "bus-range", "windows", "devices")
 #: Function keys, in the order the writer writes them.
@@ -417,6 +419,16 @@ class _Parser:
                 raise self.err(node, f"expected a mapping of group label to domain type, got {_kind_of(node)}", "group-types")
             for label, (_, v) in self.pairs(node, "group-types", "group types").items():
                 group_types.append((label, self.text(v, f"group-types.{label}")))
+        firmware: list[tuple[str, str]] = []
+        if "firmware" in top and not self.is_null(top["firmware"][1]):
+            node = top["firmware"][1]
+            if not isinstance(node, MappingNode):
+                raise self.err(node, f"expected a mapping (bios-vendor, bios-version, bios-date), got {_kind_of(node)}", "firmware")
+            for key, (knode, v) in self.pairs(node, "firmware", "firmware facts").items():
+                if key not in _FIRMWARE_KEYS:
+                    raise self.err(knode, f"unknown key {key!r} (expected {', '.join(_FIRMWARE_KEYS)})", f"firmware.{key}")
+                if not self.is_null(v):
+                    firmware.append((_FIRMWARE_KEYS[key], self.text(v, f"firmware.{key}")))
         if "defaults" in top and not self.is_null(top["defaults"][1]):
             self.parse_defaults(top["defaults"][1])
 
@@ -437,6 +449,7 @@ class _Parser:
             iommu_present=iommu,
             group_types=tuple(group_types),
             warnings=tuple(self.warnings),
+            firmware=tuple(sorted(firmware, key=lambda kv: list(_FIRMWARE_KEYS.values()).index(kv[0]))),
         )
         return Topology.build(self.functions, self.host_bridges, source)
 
@@ -1533,6 +1546,9 @@ class _Writer:
             doc["iommu-present"] = src.iommu_present
         if src.group_types:
             doc["group-types"] = {_Q(label): _s(t) for label, t in src.group_types}
+        names = {v: k for k, v in _FIRMWARE_KEYS.items()}
+        if any(k in names for k, _ in src.firmware):
+            doc["firmware"] = {names[k]: _Q(v) for k, v in src.firmware if k in names}
         if self.defaults:
             doc["defaults"] = dict(self.defaults)
         if self.hb_top:

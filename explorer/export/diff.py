@@ -1,0 +1,157 @@
+"""Render a diff of two sources (explorer.kernel.diff): text for people, JSON for scripts.
+
+JSON (``pci-explorer/diff/1``, docs/json.md)::
+
+    {"format": "pci-explorer/diff/1", "source": {"kind": "diff", "location": ..., "old": {...}, "new": {...}},
+     "differs": bool, "sections": [...],
+     "context": [{"what", "old", "new"}],
+     "devices": {"added": [BDF], "removed": [BDF], "moved": [{"from", "to", "by"}],
+                 "changed": [{"bdf", "what", "old", "new"}], "matched": {"<how>": count}},
+     "groups": [{"devices": [BDF], "old": label|null, "new": label|null, "change", "why", "old_group", "new_group"}],
+     "group_basis": "reported"|"predicted",
+     "resources": [{"bdf", "what": "io"|"mem"|"pref"|"bar N"|"rom"|"vf-bar N"|"bus", "old": [start, end]|null,
+                    "new": [start, end]|null, "change"}],
+     "drivers": [{"bdf", "what": "driver"|"driver_override", "old", "new"}],
+     "links": [{"bdf", "old", "new", "max_old", "max_new", "below_capability"}],
+     "sriov": [{"bdf", "what", "old", "new"}],
+     "unknown": [{"section", "bdf", "what", "unknown_in"}], "notes": [...]}
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Iterable
+
+from ..kernel.diff import SECTIONS, Change, Diff
+from ..model import Topology
+
+FORMAT = "pci-explorer/diff/1"
+
+_TITLES = {
+    "context": "context", "devices": "devices", "groups": "IOMMU groups", "resources": "resources",
+    "drivers": "drivers", "links": "links", "sriov": "SR-IOV",
+}
+
+
+def parse_only(text: str | None) -> tuple[str, ...]:
+    """``--only devices,groups``: the sections to report (ValueError names a bad one)."""
+    if not text:
+        return SECTIONS
+    out = []
+    for word in text.replace(" ", ",").split(","):
+        if not word:
+            continue
+        if word not in SECTIONS:
+            raise ValueError(f"--only: unknown section {word!r} (expected {', '.join(SECTIONS)})")
+        out.append(word)
+    return tuple(s for s in SECTIONS if s in out)
+
+
+def selected(diff: Diff, sections: Iterable[str] = SECTIONS) -> list[Change]:
+    want = set(sections)
+    return [c for c in diff.changes if c.section in want]
+
+
+def differs(diff: Diff, sections: Iterable[str] = SECTIONS) -> bool:
+    return bool(selected(diff, sections))
+
+
+def _source(t: Topology) -> dict[str, Any]:
+    s = t.source
+    return {
+        "kind": s.kind, "location": s.location, "description": s.description,
+        "kernel_release": s.kernel_release, "kernel_cmdline": s.kernel_cmdline, "iommu_present": s.iommu_present,
+        "firmware": dict(s.firmware), "warnings": list(s.warnings),
+    }
+
+
+def diff_json(diff: Diff, sections: Iterable[str] = SECTIONS) -> dict[str, Any]:
+    sections = tuple(sections)
+    changes = selected(diff, sections)
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "source": {
+            "kind": "diff",
+            "location": f"{diff.old.source.location} -> {diff.new.source.location}",
+            "old": _source(diff.old),
+            "new": _source(diff.new),
+        },
+        "differs": bool(changes),
+        "sections": list(sections),
+    }
+    for sec in sections:
+        items = [c.data for c in changes if c.section == sec]
+        if sec == "devices":
+            doc["devices"] = {
+                "added": [d["bdf"] for d in items if d["change"] == "added"],
+                "removed": [d["bdf"] for d in items if d["change"] == "removed"],
+                "moved": [{"from": d["from"], "to": d["to"], "by": d["by"]} for d in items if d["change"] == "moved"],
+                "changed": [{k: v for k, v in d.items() if k != "change"} for d in items if d["change"] == "changed"],
+                "matched": dict(Counter(m.by for m in diff.matches)),
+            }
+        else:
+            doc[sec] = items
+        if sec == "groups":
+            doc["group_basis"] = diff.group_basis
+    doc["unknown"] = [u.to_json() for u in diff.unknowns if u.section in sections]
+    doc["notes"] = list(diff.notes)
+    return doc
+
+
+def _side(t: Topology) -> str:
+    s = t.source
+    bits = [s.kind]
+    if s.kernel_release:
+        bits.append(f"kernel {s.kernel_release}")
+    fw = dict(s.firmware)
+    if fw.get("bios_version"):
+        bits.append(f"BIOS {fw['bios_version']}")
+    return f"{s.location} ({', '.join(bits)})"
+
+
+def diff_text(diff: Diff, sections: Iterable[str] = SECTIONS) -> str:
+    sections = tuple(sections)
+    changes = selected(diff, sections)
+    lines = [f"old: {_side(diff.old)}", f"new: {_side(diff.new)}"]
+    by = Counter(m.by for m in diff.matches)
+    how = ", ".join(f"{n} by {k}" for k, n in sorted(by.items(), key=lambda kv: -kv[1]))
+    lines.append(f"{len(diff.matches)} devices on both sides ({how or 'none'}), {len(diff.added)} added, "
+                 f"{len(diff.removed)} removed")
+    for note in diff.notes:
+        lines.append(f"note: {note}")
+    for sec in sections:
+        items = [c for c in changes if c.section == sec]
+        if not items:
+            continue
+        title = _TITLES[sec]
+        if sec == "groups":
+            title += f" (as {'the kernel reported them' if diff.group_basis == 'reported' else 'predicted from the hardware'})"
+        lines.append("")
+        lines.append(f"{title}:")
+        lines.extend(f"  {c.text}" for c in items)
+    unknown = [u for u in diff.unknowns if u.section in sections]
+    if unknown:
+        lines.append("")
+        counts = Counter((u.section, u.what, u.missing_on) for u in unknown)
+        shown = "; ".join(f"{what} ({n}, unknown in {side})" if n > 1 else f"{what} (unknown in {side})"
+                          for (_, what, side), n in list(counts.items())[:12])
+        more = f"; and {len(counts) - 12} more" if len(counts) > 12 else ""
+        lines.append(f"not compared, one side does not say: {shown}{more}")
+    lines.append("")
+    if changes:
+        n = Counter(c.section for c in changes)
+        lines.append("differences: " + ", ".join(f"{n[s]} {_TITLES[s]}" for s in sections if n[s]))
+    else:
+        lines.append("no differences" + (" in " + ", ".join(sections) if sections != SECTIONS else ""))
+    return "\n".join(lines)
+
+
+def changes_text(changes: list[Change], limit: int = 20) -> str:
+    """A few changes as short lines (the drift message of ``check``)."""
+    out = [f"  {c.section}: {c.text}" for c in changes[:limit]]
+    if len(changes) > limit:
+        out.append(f"  and {len(changes) - limit} more")
+    return "\n".join(out)
+
+
+__all__ = ["FORMAT", "changes_text", "diff_json", "diff_text", "differs", "parse_only", "selected"]
