@@ -199,4 +199,61 @@ def read_mdev(
     return MdevInfo(tuple(parents), tuple(instances), scalable_mode(root, cmdline))
 
 
-__all__ = ["BUS_DIR", "CLASS_DIR", "INSTANCE_LINKS", "TYPES", "TYPE_FILES", "read_mdev", "scalable_mode", "shows_mdev"]
+# ---- snapshots --------------------------------------------------------------------------------
+
+
+def capture_mdev(col) -> None:  # noqa: ANN001 - snapshot._Collector
+    """Add to a snapshot being collected everything :func:`read_mdev` reads: the
+    ``mdev_bus`` class links, each parent's type directories (all but the write-only
+    ``create``), each mdev's directory and links, the mdev bus links, and the Intel VT-d
+    units' ``ecap``. The groups' own links are copied with the other IOMMU groups."""
+    t = col.tree
+    parents: dict[str, str] = {}
+    for name in t.listdir(CLASS_DIR) or []:
+        rel = f"{CLASS_DIR}/{name}"
+        target = t.resolve(rel)
+        if target is not None and t.is_dir(target) and col.copy_link(rel):
+            parents.setdefault(name, target)
+    for bdf in t.listdir("sys/bus/pci/devices") or []:
+        target = t.resolve(f"sys/bus/pci/devices/{bdf}")
+        if target is not None and t.is_dir(f"{target}/{TYPES}"):
+            parents.setdefault(bdf, target)
+    for uuid in t.listdir(BUS_DIR) or []:
+        rel = f"{BUS_DIR}/{uuid}"
+        target = t.resolve(rel)
+        if target is not None and t.is_dir(target) and col.copy_link(rel):
+            parents.setdefault(posixpath.basename(posixpath.dirname(target)), posixpath.dirname(target))
+    for _name, rel in sorted(parents.items()):
+        col.add_dir(rel)
+        entries = t.listdir(rel) or []
+        for link in ("subsystem", "driver"):
+            if link in entries:
+                col.copy_link(f"{rel}/{link}")
+        for tid in t.listdir(f"{rel}/{TYPES}") or []:
+            tdir = f"{rel}/{TYPES}/{tid}"
+            if not t.is_dir(tdir):
+                continue
+            col.add_dir(f"{tdir}/devices")
+            files = t.listdir(tdir) or []
+            for f in TYPE_FILES:
+                if f in files:
+                    col.copy_file(f"{tdir}/{f}")
+            for u in t.listdir(f"{tdir}/devices") or []:
+                col.copy_link(f"{tdir}/devices/{u}")
+        for entry in entries:
+            mdir = f"{rel}/{entry}"
+            if is_uuid(entry) and t.is_dir(mdir):
+                col.add_dir(mdir)
+                names = t.listdir(mdir) or []
+                for link in INSTANCE_LINKS:
+                    if link in names:
+                        col.copy_link(f"{mdir}/{link}")
+    for unit in t.listdir(IOMMU_CLASS) or []:
+        rel = f"{IOMMU_CLASS}/{unit}"
+        target = t.resolve(rel)
+        if target is not None and col.copy_link(rel):
+            col.add_dir(target)
+            col.copy_file(f"{target}/intel-iommu/ecap")
+
+
+__all__ = ["BUS_DIR", "CLASS_DIR", "INSTANCE_LINKS", "TYPES", "TYPE_FILES", "capture_mdev", "read_mdev", "scalable_mode", "shows_mdev"]

@@ -8,7 +8,10 @@ below ``./``::
                                      each with the files in sysfs.DEVICE_FILES that exist and
                                      the links in sysfs.DEVICE_LINKS and ``virtfn*``
     sys/bus/pci/slots/<name>/address
-    sys/kernel/iommu_groups/<n>/type and devices/<BDF> links
+    sys/kernel/iommu_groups/<n>/type and devices/<BDF> links (and <uuid> links of mdevs)
+    sys/class/mdev_bus/<parent>, <parent>/mdev_supported_types/<type>/{name,description,
+    device_api,available_instances,devices/}, <parent>/<uuid>/ links, sys/bus/mdev/devices,
+    sys/class/iommu/<unit> and its intel-iommu/ecap     (mediated devices: sources/mdev.py)
     proc/iomem, proc/ioports, proc/cmdline, proc/version, proc/sys/kernel/osrelease
     meta/uname.txt                   "Linux HOST RELEASE VERSION MACHINE"
     meta/capture.json                what this capture left out (serials, partial reads)
@@ -424,6 +427,9 @@ class _Collector:
                     self.add_dir(f"{gdir}/devices")
                     for m in members:
                         self.copy_link(f"{gdir}/devices/{m}")
+        from .mdev import capture_mdev
+
+        capture_mdev(self)  # mediated devices (sources/mdev.py)
         for rel in _PROC_FILES:
             self.copy_file(rel)
         if live:
@@ -568,6 +574,8 @@ def capture(
         "serials_zeroed": report.serials_zeroed,
         "partial_config": report.partial_config_devices,
         "skipped": [f"{p}: {why}" for p, why in report.skipped],
+        # Mediated devices were captured: none in the archive means none on the machine.
+        "mdev": True,
     }
 
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=directory)
@@ -858,6 +866,16 @@ def _capture_notes(root: str) -> list[str]:
     return notes
 
 
+def _captured_mdev(root: str) -> bool:
+    """Whether the capture looked for mediated devices (older captures did not)."""
+    try:
+        with open(os.path.join(root, _CAPTURE_META), "rb") as f:
+            meta = json.loads(f.read(1024 * 1024))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("mdev") is True
+
+
 def load_snapshot(path: str | Path) -> Topology:
     """Load a snapshot archive (``.tar.gz`` or plain ``.tar``) taken by :func:`capture`.
 
@@ -876,6 +894,12 @@ def load_snapshot(path: str | Path) -> Topology:
             topo = load_sysfs(root, kind="snapshot", location=spath)
         except SourceError as e:
             raise SourceError(f"not a snapshot: {e.message}", path=spath) from None
+        if topo.mdev is None and _captured_mdev(root):
+            from .mdev import read_mdev
+            from .sysfs import _Root
+
+            topo = replace(topo, mdev=read_mdev(root, _Root(root).resolve_link, live=True,
+                                                cmdline=topo.source.kernel_cmdline))
         notes = _capture_notes(root)
         if notes:
             topo = replace(topo, source=replace(topo.source, warnings=topo.source.warnings + tuple(notes)))
