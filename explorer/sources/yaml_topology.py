@@ -181,7 +181,7 @@ _UNKNOWN = _Unknown()
 
 _TOP_KEYS = (
     "pci-explorer", "description", "kernel-release", "kernel-cmdline", "iommu-present",
-    "group-types", "defaults", "host-bridges", "devices",
+    "group-types", "defaults", "host-bridges", "devices", "mdev",
 )
 _HB_KEYS = ("root-bus", "bus-range", "windows", "vmd-owner", "devices")
 _VMD_KEYS = ("domain", "root-bus", "bus-range", "windows", "devices")
@@ -428,6 +428,11 @@ class _Parser:
                 self.function(fn_node, _Ctx(domain=0, top_level=True), f"devices[{i}]")
 
         self.cross_checks()
+        mdev = None
+        if "mdev" in top and not self.is_null(top["mdev"][1]):
+            from .yaml_mdev import parse as parse_mdev  # the mdev: section (sources/yaml_mdev.py)
+
+            mdev = parse_mdev(self, top["mdev"][1], {f.address: f for f in self.functions})
         source = SourceInfo(
             kind="yaml",
             location=self.path,
@@ -438,7 +443,7 @@ class _Parser:
             group_types=tuple(group_types),
             warnings=tuple(self.warnings),
         )
-        return Topology.build(self.functions, self.host_bridges, source)
+        return Topology.build(self.functions, self.host_bridges, source, mdev)
 
     def cross_checks(self) -> None:
         by_addr = {f.address: f for f in self.functions}
@@ -1539,6 +1544,11 @@ class _Writer:
             doc["host-bridges"] = [self.host_bridge(hb, nested=False) for hb in self.hb_top]
         if self.top:
             doc["devices"] = [self.entry(a, True, False) for a in sorted(self.top)]
+        from .yaml_mdev import dump as dump_mdev  # the mdev: section (sources/yaml_mdev.py)
+
+        mdev = dump_mdev(self.t)
+        if mdev is not None:
+            doc["mdev"] = mdev
         return doc
 
 
