@@ -47,9 +47,13 @@ class MdevSpec:
 @dataclass
 class ParentSpec:
     device_dir: str  # root-relative, e.g. sys/devices/pci0000:00/0000:00:02.0
-    driver: str  # the parent's driver: the type ids' prefix
+    driver: str  # dev_driver_string(parent): the driver's name (else the bus's or class's): the type ids' prefix
     types: list[TypeSpec] = field(default_factory=list)
     mdevs: list[MdevSpec] = field(default_factory=list)
+    #: False for a parent with no driver bound (mtty: a class device; its prefix is the class name)
+    bound: bool = True
+    #: root-relative target of the device's ``subsystem`` link (None: leave as it is)
+    subsystem: str | None = None
 
 
 def _rel_link(link: Path, target: Path) -> None:
@@ -72,7 +76,10 @@ def add_parent(root: Path, spec: ParentSpec) -> dict[str, str]:
     dev.mkdir(parents=True, exist_ok=True)
     name = dev.name
     _rel_link(root / "sys/class/mdev_bus" / name, dev)
-    if not (dev / "driver").is_symlink():
+    if spec.subsystem and not (dev / "subsystem").is_symlink():
+        (root / spec.subsystem).mkdir(parents=True, exist_ok=True)
+        _rel_link(dev / "subsystem", root / spec.subsystem)
+    if spec.bound and not (dev / "driver").is_symlink():
         drv = root / "sys/bus" / ("pci" if "/pci" in "/" + spec.device_dir else "platform") / "drivers" / spec.driver
         drv.mkdir(parents=True, exist_ok=True)
         _rel_link(dev / "driver", drv)
