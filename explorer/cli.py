@@ -276,15 +276,33 @@ def cmd_plan_add(args: argparse.Namespace) -> int:
     from .plan import add_action, load_plan, render_plan, save_plan
 
     if not args.action:
-        raise CliError("plan add needs an ACTION (bind, unbind, assign, sriov, mdev, hot-add, hot-remove, trust, kernel-param)")
+        raise CliError("plan add needs an ACTION (bind, unbind, assign, sriov, mdev, mdev-remove, hot-add, hot-remove, trust, kernel-param)")
     plan = load_plan(args.plan)
     words = list(args.action)
     if words and words[0] == "hot-add" and "--from" in words:
         words = _expand_hot_add_from(words)
     plan = add_action(plan, words)
+    _refuse_impossible_mdev(plan)
     save_plan(plan, args.plan, overwrite=True)
     print(render_plan(plan))
     return 0
+
+
+def _refuse_impossible_mdev(plan) -> None:  # noqa: ANN001 - Plan
+    """An mdev action the plan's source shows cannot work is refused (plan/mdev_check.py)."""
+    from .plan.actions import AssignMdev, Mdev, MdevRemove
+    from .plan.mdev_check import refusal
+
+    action = plan.actions[-1]
+    if not isinstance(action, (Mdev, MdevRemove, AssignMdev)) or not plan.source.spec:
+        return
+    try:
+        t = _load(plan.source.spec)
+    except SourceError:
+        return  # the source is not here: check --source tells later
+    why = refusal(t, action, plan.actions[:-1])
+    if why:
+        raise CliError(f"plan add refused: {why}")
 
 
 def _expand_hot_add_from(words: list[str]) -> list[str]:
@@ -662,7 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
         "add",
         help="append an action (saved atomically)",
         description="ACTION is one of: bind BDF --driver NAME | unbind BDF | assign BDF --vm NAME [--group] | "
-        "sriov PF --vfs N | mdev PARENT --type TYPE [--count N] | hot-add PORT (--bar KIND:SIZE ... [--buses N] | "
+        "sriov PF --vfs N | mdev PARENT --type TYPE [--count N] [--vm NAME] | mdev-remove UUID | assign MDEV-UUID --vm NAME | hot-add PORT (--bar KIND:SIZE ... [--buses N] | "
         "--from SOURCE[#BDF]) | "
         "hot-remove BDF | trust PORT --external|--internal | kernel-param NAME=VALUE",
     )

@@ -7,6 +7,7 @@ from typing import Any
 from ..kernel.groups import GroupPrediction
 from ..model import Topology, names
 from .envelope import envelope, format_id
+from . import mdev as _mdev
 
 JSON_FORMAT = format_id("groups")
 
@@ -33,6 +34,8 @@ def groups_json(t: Topology, pred: GroupPrediction, *, which: str = "predicted",
     mismatches = pred.compare(reported) if reported else []
     if which == "reported":
         rows = [{"id": k, "devices": [str(a) for a in v], "reason": _reason(pred, v)} for k, v in reported.items()]
+        # vfio's own groups for mediated devices: UUIDs, not PCI functions (export/mdev.py).
+        rows += [{"id": k, "devices": list(u), "reason": why, "mdev": True} for k, u, why in _mdev.group_rows(t)]
     else:
         rows = [
             {"id": k, "devices": [str(a) for a in v], "reason": " ".join(pred.explanations.get(k, []))}
@@ -58,6 +61,7 @@ def groups_json(t: Topology, pred: GroupPrediction, *, which: str = "predicted",
         "no_group": {str(a): why for a, why in pred.no_group.items()},
         "matches_reported": (not mismatches) if reported else None,
         "mismatches": [m.message for m in mismatches],
+        "mdev_groups": [{"id": k, "mdevs": list(u), "reason": why} for k, u, why in _mdev.group_rows(t)],
     }
     if equal is not None:
         payload["equal"] = equal
@@ -86,6 +90,7 @@ def reported_text(t: Topology, pred: GroupPrediction, *, explain: bool = False) 
             else:
                 out.append("    why: the prediction groups these devices differently; run with --compare")
         out.append("")
+    out.extend(_mdev.groups_text(t))
     return "\n".join(out).rstrip()
 
 
@@ -146,6 +151,11 @@ def groups_text(t: Topology, pred: GroupPrediction, *, explain: bool = True) -> 
             out.extend(f"  - {m.message}" for m in mism)
         else:
             out.append("The prediction matches the kernel's reported groups exactly.")
+    mdev_rows = _mdev.group_rows(t)
+    if mdev_rows:
+        out.append("")
+        out.append(f"Mediated devices: vfio gives each its own group (not predicted from PCI; reported as "
+                   f"{', '.join('group ' + k for k, _u, _w in mdev_rows)})")
     for w in pred.warnings:
         out.append(f"warning: {w}")
     return "\n".join(out).rstrip()

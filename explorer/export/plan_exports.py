@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from ..model import ABSENT, Address, Topology
 from ..plan import Plan, check, has_errors
-from ..plan.actions import Assign, Bind, HotAdd, HotRemove, KernelParam, Mdev, Sriov, Trust, Unbind
+from ..plan.actions import Assign, AssignMdev, Bind, HotAdd, HotRemove, KernelParam, Mdev, MdevRemove, Sriov, Trust, Unbind
 from ..plan.apply import Simulation, class_base, merged_cmdline, simulate
 from ..plan.rules import ERROR, Finding
 from ..plan.validate import findings_json, topology_index
@@ -123,9 +123,40 @@ def _preflight_devices(ctx: _Ctx) -> list[Address]:
         out.add(a)
     for m in sim.mdevs:
         out.add(m.parent)
+    for a in _existing_mdev_parents(ctx):
+        out.add(a)
     for _, dev, sub in sim.hot_removed:
         out.update(sub)
     return sorted(a for a in out if a in ctx.topology.functions and ctx.plan.recorded(a) is not None)
+
+
+def _existing_mdev(ctx: _Ctx, uuid: str):  # noqa: ANN202 - MdevInstance | None
+    info = ctx.topology.mdev
+    return info.instance(uuid) if info is not None else None
+
+
+def _existing_mdev_parents(ctx: _Ctx) -> set[Address]:
+    out = set()
+    for u in [u for u, _ in ctx.sim.mdev_removed] + [u for u, _vm, _i in ctx.sim.mdev_assigned]:
+        i = _existing_mdev(ctx, u)
+        if i is not None:
+            try:
+                out.add(Address.parse(i.parent))
+            except ValueError:
+                continue
+    return out
+
+
+def _device_api(ctx: _Ctx, uuid: str, parent: object = None, mtype: str | None = None) -> str:
+    """The mdev's VFIO device API (its type's ``device_api``): vfio-pci unless the source says otherwise."""
+    info = ctx.topology.mdev
+    if info is None:
+        return "vfio-pci"
+    i = info.instance(uuid)
+    p = info.parent(i.parent if i else str(parent))
+    mt = p.type(i.type if i and i.type else (mtype or "")) if p is not None else None
+    api = mt.device_api if mt is not None and mt.device_api else "vfio-pci"
+    return api if api in ("vfio-pci", "vfio-ccw", "vfio-ap") else "vfio-pci"
 
 
 # ---- shell ------------------------------------------------------------------------------------------
@@ -246,6 +277,18 @@ remove_mdev() {
     if [ -e "$SYSFS_ROOT/bus/mdev/devices/$1" ]; then write "$SYSFS_ROOT/bus/mdev/devices/$1/remove" 1; else say "mdev $1: already gone"; fi
 }
 
+# expect_mdev UUID PARENT TYPE: the mdev exists, on that parent, of that type.
+expect_mdev() {
+    m="$SYSFS_ROOT/bus/mdev/devices/$1"
+    [ -e "$m" ] || die "preflight: mdev $1 is not on this machine"
+    got=$(basename "$(dirname "$(readlink -f "$m")")")
+    [ "$got" = "$2" ] || die "preflight: mdev $1 is on '$got', the plan was made with '$2'"
+    if [ "$3" != "?" ]; then
+        got=$(basename "$(readlink "$m/mdev_type")")
+        [ "$got" = "$3" ] || die "preflight: mdev $1 is of type '$got', the plan was made with '$3'"
+    fi
+}
+
 remove_dev() {
     if [ -e "$PCI/devices/$1" ]; then write "$PCI/devices/$1/remove" 1; else say "$1: already removed"; fi
 }
@@ -309,6 +352,10 @@ def render_shell(ctx: _Ctx) -> str:
         per_type[(m.parent, m.mdev_type)] = per_type.get((m.parent, m.mdev_type), 0) + 1
     for (parent, mtype), n in per_type.items():
         out.append(f"check_mdev_type {_q(parent)} {_q(mtype)} {n}")
+    for u in dict.fromkeys([u for u, _ in sim.mdev_removed] + [u for u, _vm, _i in sim.mdev_assigned]):
+        i = _existing_mdev(ctx, u)
+        if i is not None:
+            out.append(f"expect_mdev {_q(u)} {_q(i.parent)} {_q(i.type or '?')}")
     drivers: list[str] = []
     for action in ctx.plan.actions:
         d = getattr(action, "driver", None) if isinstance(action, (Bind, Sriov)) else ("vfio-pci" if isinstance(action, Assign) else None)
@@ -337,6 +384,10 @@ def render_shell(ctx: _Ctx) -> str:
         elif isinstance(action, Mdev):
             for u in action.uuids:
                 out.append(f"create_mdev {_q(action.parent)} {_q(action.mdev_type)} {_q(u)}")
+        elif isinstance(action, MdevRemove):
+            out.append(f"remove_mdev {_q(action.uuid)}")
+        elif isinstance(action, AssignMdev):
+            out.append(f"say {_q(f'mdev {action.uuid} goes to VM {action.vm}: see the libvirt or qemu export')}")
         elif isinstance(action, HotRemove):
             out.append(f"remove_dev {_q(action.device)}")
         elif isinstance(action, HotAdd):
@@ -385,6 +436,14 @@ def render_undo(ctx: _Ctx) -> str:
         elif isinstance(action, Mdev):
             for u in action.uuids:
                 out.append(f"remove_mdev {_q(u)}")
+        elif isinstance(action, MdevRemove):
+            i = _existing_mdev(ctx, action.uuid)
+            if i is None or i.type is None or _addr_or_none(i.parent) is None:
+                out.append(f"say {_q(f'mdev {action.uuid}: its parent and type at plan time are unknown; not re-created')}")
+            else:
+                out.append(f"create_mdev {_q(i.parent)} {_q(i.type)} {_q(action.uuid)}")
+        elif isinstance(action, AssignMdev):
+            out.append(f"say {_q(f'mdev {action.uuid}: take it out of VM {action.vm} in the VM definition')}")
         elif isinstance(action, HotRemove):
             rescan = True
             out.append(f"say {_q(f'{action.device}: brought back by the rescan below')}")
@@ -407,11 +466,40 @@ def _vm_devices(ctx: _Ctx) -> dict[str, list[Address]]:
     for m in ctx.sim.mdevs:
         if m.vm:
             out.setdefault(m.vm, [])
+    for _u, vm, _i in ctx.sim.mdev_assigned:
+        out.setdefault(vm, [])
     return {vm: sorted(v) for vm, v in out.items()}
 
 
-def _vm_mdevs(ctx: _Ctx, vm: str) -> list[Any]:
-    return [m for m in ctx.sim.mdevs if m.vm == vm]
+@dataclass(frozen=True)
+class _VmMdev:
+    uuid: str
+    parent: str
+    mdev_type: str | None
+    device_api: str
+    created: bool
+
+
+def _addr_or_none(text: str) -> Address | None:
+    try:
+        return Address.parse(text)
+    except ValueError:
+        return None
+
+
+def _vm_mdevs(ctx: _Ctx, vm: str) -> list[_VmMdev]:
+    """The mdevs a VM gets: created by the plan with --vm, and existing ones assigned to it."""
+    out = [_VmMdev(m.uuid, str(m.parent), m.mdev_type, _device_api(ctx, m.uuid, m.parent, m.mdev_type), True)
+           for m in ctx.sim.mdevs if m.vm == vm]
+    for u, v, _i in ctx.sim.mdev_assigned:
+        if v != vm or any(x.uuid == u for x in out):
+            continue
+        i = _existing_mdev(ctx, u)
+        created = next((m for m in ctx.sim.mdevs if m.uuid == u), None)
+        parent = i.parent if i else (str(created.parent) if created else "?")
+        mtype = i.type if i else (created.mdev_type if created else None)
+        out.append(_VmMdev(u, parent, mtype, _device_api(ctx, u, parent, mtype), created is not None))
+    return out
 
 
 def _xml_comment(text: str) -> str:
@@ -473,7 +561,7 @@ def libvirt_documents(ctx: _Ctx) -> dict[str, str]:
             lines.append("    </hostdev>")
         for m in _vm_mdevs(ctx, vm):
             lines += [
-                "    <hostdev mode='subsystem' type='mdev' model='vfio-pci' managed='no'>",
+                f"    <hostdev mode='subsystem' type='mdev' model={quoteattr(m.device_api)} managed='no'>",
                 "      <source>",
                 f"        <address uuid={quoteattr(m.uuid)}/>",
                 "      </source>",
@@ -515,6 +603,10 @@ def render_proxmox(ctx: _Ctx) -> str:
             is_vga = any((f := sim.get(m)) is not None and f.class_code is not None and (f.class_code >> 8) == 0x0300 for m in members)
             entries.append((name, is_vga))
         for m in _vm_mdevs(ctx, vm):
+            if not m.created:
+                out.append(_comment(f"mdev {m.uuid} exists already: Proxmox creates its own mdevs (hostpciN: PARENT,mdev=TYPE), "
+                                    "so give this one with the qemu export's args: line instead"))
+                continue
             entries.append((f"{m.parent},mdev={m.mdev_type}", False))
         for name, is_vga in entries:
             if n > 15:
@@ -574,7 +666,7 @@ def render_qemu(ctx: _Ctx) -> str:
             extra = ",multifunction=on" if multi else ""
             args.append(f"-device vfio-pci,host={m},addr={guest_slot:#04x}.{m.function}{extra}")
         for m in _vm_mdevs(ctx, vm):
-            args.append(f"-device vfio-pci,sysfsdev=/sys/bus/mdev/devices/{m.uuid}")
+            args.append(f"-device {m.device_api},sysfsdev=/sys/bus/mdev/devices/{m.uuid}")
         for a in args:
             opt, val = a.split(" ", 1)
             out.append(f"{opt} {_q(val)} \\")
@@ -696,6 +788,8 @@ def render_json(ctx: _Ctx) -> str:
         "devices": devices,
         "vms": {vm: [str(a) for a in devs] for vm, devs in _vm_devices(ctx).items()},
         "mdevs": [{"uuid": m.uuid, "parent": str(m.parent), "type": m.mdev_type, "vm": m.vm} for m in sim.mdevs],
+        "mdevs_removed": [u for u, _ in sim.mdev_removed],
+        "mdevs_assigned": [{"uuid": u, "vm": vm} for u, vm, _i in sim.mdev_assigned],
         "removed": sorted(str(a) for a in sim.removed),
         "kernel_cmdline": merged_cmdline(ctx.topology.source.kernel_cmdline, [p for p, _ in sim.kernel_params]),
         "check": findings_json(ctx.findings),
@@ -717,11 +811,17 @@ def export_files(plan: Plan, topology: Topology, target: str) -> dict[str, str]:
     if target == "mdevctl":
         out = {}
         lines = ["#!/bin/sh", _comment(f"{TOOL}: define the plan's mdevs persistently with mdevctl"), "set -eu"]
+        start = ["#!/bin/sh", _comment(f"{TOOL}: start the plan's mdevs now (after mdevctl-define.sh)"), "set -eu"]
         for uuid, (parent, _type, text) in mdevctl_documents(ctx).items():
             name = f"{parent}-{uuid}.json"
             out[name] = text
             lines.append(f"mdevctl define --uuid {_q(uuid)} --parent {_q(parent)} --jsonfile {_q(name)}")
+            start.append(f"mdevctl start --uuid {_q(uuid)}")
+        for u, _i in ctx.sim.mdev_removed:
+            lines.append(f"mdevctl undefine --uuid {_q(u)} 2>/dev/null || true  # removed by the plan")
+            start.append(f"mdevctl stop --uuid {_q(u)}")
         out["mdevctl-define.sh"] = "\n".join(lines) + "\n"
+        out["mdevctl-start.sh"] = "\n".join(start) + "\n"
         return out
     renderer: dict[str, tuple[str, Callable[[_Ctx], str]]] = {
         "shell": ("apply.sh", render_shell),

@@ -10,6 +10,7 @@ from ..model import ABSENT, Address, Bar, Function, HostBridge, Topology, Window
 from ..model import names
 from ..model.units import human_size
 from ..model.display import DisplayTree, NodeKey, RootBusKey
+from . import mdev as _mdev
 from .envelope import envelope, format_id
 
 JSON_FORMAT = format_id("tree")
@@ -131,6 +132,7 @@ def device_json(t: Topology, fn: Function, trust_memo: dict | None = None) -> di
         "vmd_domain": _hex(fn.vmd_domain, 4),
         "domain_owner": owner,
         "trust": device_trust_json(t, fn, trust_memo),
+        **_mdev.device_keys(t, fn.address),
     }
 
 
@@ -150,6 +152,7 @@ def topology_json(t: Topology) -> dict[str, Any]:
     return envelope("tree", t, {
         "host_bridges": [host_bridge_json(h) for h in t.host_bridges],
         "devices": [device_json(t, fn, memo) for memo in ({},) for fn in t],
+        **_mdev.topology_keys(t),
     })
 
 
@@ -220,6 +223,9 @@ def device_line(t: Topology, fn: Function) -> str:
             badges.append(f"hotplug slot {value}" if value else "hotplug")
         else:
             badges.append(text[kind].format(value))
+    mdev_badge = _mdev.tree_badge(t, fn.address)
+    if mdev_badge:
+        badges.append(mdev_badge)
     if badges:
         parts.append("(" + ", ".join(badges) + ")")
     return "  ".join(parts)
@@ -256,14 +262,17 @@ def render_tree(t: Topology) -> str:
             lines.append(prefix + ("└── " if last else "├── ") + label)
             child_prefix = prefix + ("    " if last else "│   ")
         kids = tree.children(key)
+        mdevs = [] if isinstance(key, RootBusKey) else _mdev.tree_children(t, key)
+        for n, m in enumerate(mdevs):
+            lines.append(child_prefix + ("└── " if n == len(mdevs) - 1 and not kids else "├── ") + m)
         for i, k in enumerate(kids):
             walk(k, child_prefix, i == len(kids) - 1, False)
 
     for k in tree.children(None):
         walk(k, "", True, True)
     if not lines:
-        return f"(no PCI functions in {t.source.location})"
-    return "\n".join(lines)
+        return f"(no PCI functions in {t.source.location})" + "\n".join(_mdev.other_parents_text(t))
+    return "\n".join(lines + _mdev.other_parents_text(t))
 
 
 def _fmt(v: Any) -> str:
@@ -364,6 +373,7 @@ def render_device(t: Topology, fn: Function) -> str:
     out.extend(device_trust_lines(t, fn))
     if fn.vmd_domain is not None:
         add(f"  VMD                owns domain {fn.vmd_domain:04x}")
+    out.extend(_mdev.show_lines(t, fn.address))
     return "\n".join(out)
 
 

@@ -9,6 +9,7 @@ from typing import Iterable, Iterator, Mapping
 from .address import Address
 from .device import ABSENT, Function, HostBridge, present
 from .thunderbolt import ThunderboltDevice
+from .mdev import MdevInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,8 @@ class Topology:
     functions: Mapping[Address, Function]
     host_bridges: tuple[HostBridge, ...] = ()
     source: SourceInfo = field(default_factory=lambda: SourceInfo("memory", "<memory>"))
+    #: Mediated-device parents, types and instances (model/mdev.py); None: the source cannot show them.
+    mdev: MdevInfo | None = None
 
     @classmethod
     def build(
@@ -48,6 +51,7 @@ class Topology:
         functions: Iterable[Function],
         host_bridges: Iterable[HostBridge] = (),
         source: SourceInfo | None = None,
+        mdev: MdevInfo | None = None,
     ) -> "Topology":
         by_addr: dict[Address, Function] = {}
         for fn in functions:
@@ -57,7 +61,7 @@ class Topology:
         # A tuple key sorts far faster than Address.__lt__ (100k functions: ~10x).
         ordered = {a: by_addr[a] for a in sorted(by_addr, key=lambda a: (a.domain, a.bus, a.device, a.function))}
         hbs = tuple(sorted(host_bridges, key=lambda h: (h.domain, h.root_bus)))
-        return cls(ordered, hbs, source or SourceInfo("memory", "<memory>"))
+        return cls(ordered, hbs, source or SourceInfo("memory", "<memory>"), mdev)
 
     # ---- lookups ---------------------------------------------------------------
     def __len__(self) -> int:

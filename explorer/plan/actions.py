@@ -225,6 +225,35 @@ class Mdev:
 
 
 @dataclass(frozen=True, slots=True)
+class MdevRemove:
+    """Remove an active mediated device (``echo 1 > /sys/bus/mdev/devices/UUID/remove``)."""
+
+    uuid: str
+    kind = "mdev-remove"
+
+    def words(self) -> list[str]:
+        return ["mdev-remove", self.uuid]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.kind, "uuid": self.uuid}
+
+
+@dataclass(frozen=True, slots=True)
+class AssignMdev:
+    """Give an existing mediated device (by UUID) to a named VM."""
+
+    uuid: str
+    vm: str
+    kind = "assign"
+
+    def words(self) -> list[str]:
+        return ["assign", self.uuid, "--vm", self.vm]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.kind, "mdev": self.uuid, "vm": self.vm}
+
+
+@dataclass(frozen=True, slots=True)
 class BarSpec:
     kind: BarKind
     size: int
@@ -311,15 +340,16 @@ class KernelParam:
         return {"action": self.kind, "param": self.text}
 
 
-Action = Union[Bind, Unbind, Assign, Sriov, Mdev, HotAdd, HotRemove, Trust, KernelParam]
-ACTION_KINDS = ("bind", "unbind", "assign", "sriov", "mdev", "hot-add", "hot-remove", "trust", "kernel-param")
+Action = Union[Bind, Unbind, Assign, Sriov, Mdev, HotAdd, HotRemove, Trust, KernelParam, MdevRemove, AssignMdev]
+ACTION_KINDS = ("bind", "unbind", "assign", "sriov", "mdev", "mdev-remove", "hot-add", "hot-remove", "trust", "kernel-param")
 
 USAGE = {
     "bind": "bind BDF --driver NAME [--group]",
     "unbind": "unbind BDF",
-    "assign": "assign BDF --vm NAME [--group]",
+    "assign": "assign BDF --vm NAME [--group] | assign MDEV-UUID --vm NAME",
     "sriov": "sriov PF --vfs N [--driver NAME]",
     "mdev": "mdev PARENT --type TYPE [--count N] [--vm NAME]",
+    "mdev-remove": "mdev-remove UUID",
     "hot-add": "hot-add PORT --bar KIND:SIZE ... [--buses N] [--hotplug acpi|native]",
     "hot-remove": "hot-remove BDF",
     "trust": "trust PORT --external|--internal",
@@ -462,6 +492,10 @@ def parse_action(words: list[str]) -> Action:
         return Unbind(parse_address(w.one_positional("BDF"), "device"))
     if kind == "assign":
         w.allow(["vm"], ["group"])
+        if len(w.positional) == 1 and _UUID_RE.match(w.positional[0].lower()):
+            if "group" in w.flags:
+                raise ActionError("an mdev has its own group: assign MDEV-UUID takes no --group", "group")
+            return AssignMdev(check_uuid(w.positional[0].lower(), "uuid"), check_vm(w.opt("vm", True)))  # type: ignore[arg-type]
         return Assign(parse_address(w.one_positional("BDF"), "device"), check_vm(w.opt("vm", True)), "group" in w.flags)
     if kind == "sriov":
         w.allow(["vfs", "driver"])
@@ -486,6 +520,9 @@ def parse_action(words: list[str]) -> Action:
             raise ActionError("the same --uuid given twice", "uuid")
         vm = w.opt("vm")
         return Mdev(parent, mtype, tuple(given) or new_uuids(count), check_vm(vm) if vm is not None else None)  # type: ignore[arg-type]
+    if kind == "mdev-remove":
+        w.allow([])
+        return MdevRemove(check_uuid(w.one_positional("UUID").lower(), "uuid"))
     if kind == "hot-add":
         w.allow(["bar", "buses", "hotplug"])
         port = parse_address(w.one_positional("PORT"), "port")
@@ -512,7 +549,7 @@ def parse_action(words: list[str]) -> Action:
 
 
 __all__ = [
-    "Action", "ActionError", "ACTION_KINDS", "Assign", "BarSpec", "Bind", "DMA_MANAGED_DRIVERS", "HotAdd",
+    "Action", "ActionError", "ACTION_KINDS", "Assign", "AssignMdev", "BarSpec", "MdevRemove", "Bind", "DMA_MANAGED_DRIVERS", "HotAdd",
     "HotRemove", "KernelParam", "Mdev", "Sriov", "Trust", "USAGE", "Unbind", "VFIO_DRIVERS", "action_targets",
     "format_size", "hot_add_like", "parse_action", "parse_bar", "parse_kernel_param", "parse_size", "new_uuids",
 ]

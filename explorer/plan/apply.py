@@ -31,6 +31,8 @@ from ..model import (
     BridgeInfo,
     Capabilities,
     Function,
+    MdevInfo,
+    MdevInstance,
     PcieType,
     SriovCap,
     Topology,
@@ -40,11 +42,13 @@ from .actions import (
     DMA_MANAGED_DRIVERS,
     Action,
     Assign,
+    AssignMdev,
     Bind,
     HotAdd,
     HotRemove,
     KernelParam,
     Mdev,
+    MdevRemove,
     Sriov,
     Trust,
     Unbind,
@@ -215,6 +219,10 @@ class Simulation:
     #: pf -> (vfs, driver, action index, VF addresses)
     sriov: dict[Address, tuple[int, str | None, int, tuple[Address, ...]]] = field(default_factory=dict)
     mdevs: list[PlannedMdev] = field(default_factory=list)
+    #: (uuid, action index) of mdevs the plan removes, in plan order
+    mdev_removed: list[tuple[str, int]] = field(default_factory=list)
+    #: (uuid, vm, action index) of existing mdevs the plan gives to VMs
+    mdev_assigned: list[tuple[str, str, int]] = field(default_factory=list)
     #: (action index, port, new device address or None)
     hot_added: list[tuple[int, Address, Address | None]] = field(default_factory=list)
     #: (action index, device, subtree)
@@ -282,6 +290,9 @@ class Simulation:
         for m in self.mdevs:
             if m.vm and m.vm not in names:
                 names.append(m.vm)
+        for _u, vm, _i in self.mdev_assigned:
+            if vm not in names:
+                names.append(vm)
         return names
 
     # -- mutation helpers (used while simulating)
@@ -592,6 +603,10 @@ def apply_action(sim: Simulation, action: Action, index: int) -> None:
             sim._issue(index, "TARGET-MISSING", f"mdev: parent {action.parent} is not in the source", [action.parent])
         for u in action.uuids:
             sim.mdevs.append(PlannedMdev(action.parent, action.mdev_type, u, action.vm, index))
+    elif isinstance(action, MdevRemove):
+        sim.mdev_removed.append((action.uuid, index))
+    elif isinstance(action, AssignMdev):
+        sim.mdev_assigned.append((action.uuid, action.vm, index))
     elif isinstance(action, HotAdd):
         _apply_hot_add(sim, action, index)
     elif isinstance(action, HotRemove):
@@ -651,7 +666,20 @@ def materialize(sim: Simulation) -> Topology:
     if sim.kernel_params:
         src = replace(src, kernel_cmdline=merged_cmdline(src.kernel_cmdline, [p for p, _ in sim.kernel_params]))
     src = replace(src, description=(src.description or "") + (" (after plan)" if src.description else "after plan"))
-    return Topology.build(fns, base.host_bridges, src)
+    return Topology.build(fns, base.host_bridges, src, _mdev_after(sim))
+
+
+def _mdev_after(sim: Simulation) -> MdevInfo | None:
+    """The mdevs after the plan: removed ones gone, created ones added (their group is
+    given by vfio when a VM opens them: unknown until then)."""
+    info = sim.base.mdev
+    if info is None:
+        return None
+    gone = {u for u, _ in sim.mdev_removed}
+    inst = [i for i in info.instances if i.uuid not in gone]
+    have = {i.uuid for i in inst}
+    inst += [MdevInstance(m.uuid, str(m.parent), m.mdev_type) for m in sim.mdevs if m.uuid not in gone and m.uuid not in have]
+    return replace(info, instances=tuple(inst))
 
 
 def apply_plan(topology: Topology, plan: Plan) -> Topology:

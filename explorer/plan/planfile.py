@@ -23,10 +23,12 @@ from .actions import (
     Action,
     ActionError,
     Assign,
+    AssignMdev,
     Bind,
     HotAdd,
     HotRemove,
     Mdev,
+    MdevRemove,
     Sriov,
     Trust,
     Unbind,
@@ -409,9 +411,10 @@ def _read_devices(r: _Reader, node: yaml.Node) -> tuple[DeviceFingerprint, ...]:
 _ACTION_KEYS = {
     "bind": ({"device", "driver"}, {"group"}),
     "unbind": ({"device"}, set()),
-    "assign": ({"device", "vm"}, {"group"}),
+    "assign": ({"vm"}, {"device", "group", "mdev"}),
     "sriov": ({"pf", "vfs"}, {"driver"}),
     "mdev": ({"parent", "type", "uuids"}, {"vm"}),
+    "mdev-remove": ({"uuid"}, set()),
     "hot-add": ({"port"}, {"bars", "buses", "hotplug"}),
     "hot-remove": ({"device"}, set()),
     "trust": ({"port", "external"}, set()),
@@ -460,6 +463,15 @@ def _read_action(r: _Reader, node: yaml.Node, fld: str) -> Action:
         return Bind(addr("device"), wrap("driver", check_driver, r.text(node_of("driver"), f"{fld}.driver")), flag("group"))
     if kind == "unbind":
         return Unbind(addr("device"))
+    if kind == "assign" and "mdev" in m:
+        if "device" in m or "group" in m:
+            raise r.err(node, f"{fld}.mdev", "assign takes either device (with group) or mdev, not both")
+        return AssignMdev(wrap("mdev", check_uuid, r.text(node_of("mdev"), f"{fld}.mdev"), "mdev"),
+                          wrap("vm", check_vm, r.text(node_of("vm"), f"{fld}.vm")))
+    if kind == "assign" and "device" not in m:
+        raise r.err(node, f"{fld}.device", "missing: assign needs 'device' (or 'mdev', a UUID)")
+    if kind == "mdev-remove":
+        return MdevRemove(wrap("uuid", check_uuid, r.text(node_of("uuid"), f"{fld}.uuid"), "uuid"))
     if kind == "assign":
         return Assign(addr("device"), wrap("vm", check_vm, r.text(node_of("vm"), f"{fld}.vm")), flag("group"))
     if kind == "sriov":

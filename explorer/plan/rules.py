@@ -566,36 +566,117 @@ def rule_pf_vfs(ctx: Context) -> Iterator[Finding]:
 # ---- mediated devices ----------------------------------------------------------------------------------
 
 
-@rule("mdev", ("MDEV-TYPE-UNKNOWN", "MDEV-PARENT", "MDEV-UUID", "MDEV-SIOV"),
-      "mdev types exist with enough available_instances; the parent stays on its host driver; Scalable IOV needs PASID",
-      "drivers/vfio/mdev/mdev_sysfs.c (create, available_instances); drivers/pci/ats.c pci_enable_pasid")
+@rule("mdev", ("MDEV-TYPE-UNKNOWN", "MDEV-TYPE-MISSING", "MDEV-INSTANCES", "MDEV-PARENT", "MDEV-PARENT-ASSIGNED",
+               "MDEV-UUID", "MDEV-MISSING", "MDEV-SIOV"),
+      "mdev types exist with enough available_instances; the parent stays on its own driver and is not given away; "
+      "removed and assigned mdevs exist; Scalable IOV needs PASID",
+      "drivers/vfio/mdev/mdev_sysfs.c (create, available_instances); mdev_core.c mdev_device_create, "
+      "mdev_unregister_parent; drivers/pci/ats.c pci_enable_pasid")
 def rule_mdev(ctx: Context) -> Iterator[Finding]:
     sim = ctx.sim
-    if not sim.mdevs:
+    if not sim.mdevs and not sim.mdev_removed and not sim.mdev_assigned and not _mdev_parents_given_away(sim):
         return
-    seen: dict[str, int] = {}
+    info = sim.base.mdev
+    active = {i.uuid: i for i in info.instances} if info is not None else {}
+    # Replay creations, removals and assignments in plan order: what exists at each step.
+    events = sorted([(m.action, 0, m) for m in sim.mdevs] + [(i, 1, u) for u, i in sim.mdev_removed]
+                    + [(i, 2, (u, vm)) for u, vm, i in sim.mdev_assigned], key=lambda e: (e[0], e[1]))
+    alive = set(active)
+    created: set[str] = set()
+    removed_types: dict[tuple[str, str | None], int] = {}
+    for index, what, item in events:
+        if what == 0:
+            m = item
+            if m.uuid in alive:
+                yield ctx.finding("MDEV-UUID", ERROR,
+                                  f"mdev UUID {m.uuid} " + ("is created twice" if m.uuid in created else "already exists on this machine"),
+                                  [m.parent], "drivers/vfio/mdev/mdev_core.c mdev_device_create (-EEXIST)", m.action)
+            alive.add(m.uuid)
+            created.add(m.uuid)
+        elif what == 1:
+            uuid = item
+            if uuid not in alive:
+                if info is None and uuid not in created:
+                    yield ctx.finding("MDEV-MISSING", WARNING,
+                                      f"the source does not show mediated devices: that mdev {uuid} exists is not checked", [],
+                                      "drivers/vfio/mdev/mdev_sysfs.c remove_store", index)
+                else:
+                    yield ctx.finding("MDEV-MISSING", ERROR, f"mdev {uuid} does not exist (here, or any more at this step of the plan)",
+                                      [], "drivers/vfio/mdev/mdev_sysfs.c remove_store (no /sys/bus/mdev/devices/UUID)", index)
+                continue
+            alive.discard(uuid)
+            if uuid in active:
+                key = (active[uuid].parent, active[uuid].type)
+                removed_types[key] = removed_types.get(key, 0) + 1
+        else:
+            uuid, vm = item
+            if uuid not in alive:
+                if info is None and uuid not in created:
+                    yield ctx.finding("MDEV-MISSING", WARNING,
+                                      f"the source does not show mediated devices: that mdev {uuid} exists is not checked", [],
+                                      "drivers/vfio/mdev/mdev_core.c", index)
+                else:
+                    yield ctx.finding("MDEV-MISSING", ERROR, f"VM {vm} is given mdev {uuid}, which does not exist at this step of the plan",
+                                      [], "drivers/vfio/mdev/mdev_core.c (no /sys/bus/mdev/devices/UUID)", index)
+    # Creations per parent and type, against the source's types and available_instances.
     by_type: dict[tuple[Address, str], list[int]] = {}
     for m in sim.mdevs:
-        if m.uuid in seen:
-            yield ctx.finding("MDEV-UUID", ERROR, f"mdev UUID {m.uuid} is created twice", [m.parent],
-                              "drivers/vfio/mdev/mdev_core.c mdev_device_create (-EEXIST)", m.action)
-        seen[m.uuid] = m.action
         by_type.setdefault((m.parent, m.mdev_type), []).append(m.action)
     for (parent, mtype), actions in by_type.items():
         fn = sim.get(parent)
         if fn is None:
             continue
-        yield ctx.finding("MDEV-TYPE-UNKNOWN", WARNING,
-                          f"the source does not list {parent}'s mdev types: that {mtype!r} exists and has {len(actions)} "
-                          "available_instances is not checked",
-                          [parent], "drivers/vfio/mdev/mdev_sysfs.c mdev_type_add (mdev_supported_types/<type>/available_instances)",
-                          actions[0])
-        if not isinstance(fn.driver, str) or fn.driver in VFIO_DRIVERS or fn.driver in DMA_MANAGED_DRIVERS:
-            what = fn.driver if isinstance(fn.driver, str) else ("no driver" if fn.driver is ABSENT else None)
-            if what is not None:
-                yield ctx.finding("MDEV-PARENT", ERROR,
-                                  f"mdev parent {parent} is left on {what}: mdevs exist only while the parent's own (mdev-capable) driver is bound",
-                                  [parent], "drivers/vfio/mdev/mdev_core.c mdev_register_parent", actions[0])
+        mparent = info.parent(parent) if info is not None else None
+        if info is None or (mparent is not None and mparent.types is None):
+            yield ctx.finding("MDEV-TYPE-UNKNOWN", WARNING,
+                              f"the source does not list {parent}'s mdev types: that {mtype!r} exists and has {len(actions)} "
+                              "available_instances is not checked",
+                              [parent], "drivers/vfio/mdev/mdev_sysfs.c mdev_type_add (mdev_supported_types/<type>/available_instances)",
+                              actions[0])
+        elif mparent is None:
+            yield ctx.finding("MDEV-TYPE-MISSING", ERROR,
+                              f"{parent} is not an mdev parent in the source (no mdev_supported_types: its driver registered no mdev types)",
+                              [parent], "drivers/vfio/mdev/mdev_core.c mdev_register_parent; mdev_sysfs.c parent_create_sysfs_files",
+                              actions[0])
+        else:
+            mt = mparent.type(mtype)
+            if mt is None:
+                have = ", ".join(t.id for t in mparent.types or ()) or "none"
+                yield ctx.finding("MDEV-TYPE-MISSING", ERROR,
+                                  f"{parent} has no mdev type {mtype!r} (its types: {have})",
+                                  [parent], "drivers/vfio/mdev/mdev_sysfs.c mdev_type_add (mdev_supported_types/<type>/create)",
+                                  actions[0])
+            elif mt.available_instances is not None:
+                freed = removed_types.get((str(parent), mtype), 0)
+                if len(actions) > mt.available_instances + freed:
+                    more = f" (+{freed} freed by removals in the plan)" if freed else ""
+                    yield ctx.finding("MDEV-INSTANCES", ERROR,
+                                      f"the plan creates {len(actions)} mdev(s) of {mtype} on {parent}; its available_instances is "
+                                      f"{mt.available_instances}{more}",
+                                      [parent], "drivers/vfio/mdev/mdev_core.c mdev_device_create (-EUSERS), the vendor driver's get_available",
+                                      actions[-1])
+    # The parent keeps its own driver: not unbound, not given to vfio-pci or a VM.
+    for parent, index in _mdev_parents_at_stake(sim, info).items():
+        fn = sim.get(parent)
+        if fn is None:
+            continue
+        if parent in sim.assignments or (parent in sim.driver_action and isinstance(fn.driver, str)
+                                         and (fn.driver in VFIO_DRIVERS or fn.driver in DMA_MANAGED_DRIVERS)):
+            act = sim.assignments[parent][0][1] if parent in sim.assignments else sim.driver_action[parent]
+            how = f"given to VM {sim.assignments[parent][0][0]}" if parent in sim.assignments else f"bound to {fn.driver}"
+            yield ctx.finding("MDEV-PARENT-ASSIGNED", ERROR,
+                              f"mdev parent {parent} is {how}: its own driver unregisters the parent, and every mdev on it is removed "
+                              "(give the VM an mdev instead, or remove the mdevs first)",
+                              [parent], "drivers/vfio/mdev/mdev_core.c mdev_unregister_parent (device_for_each_child mdev_device_remove_cb)", act)
+        elif fn.driver is ABSENT or (isinstance(fn.driver, str) and (fn.driver in VFIO_DRIVERS or fn.driver in DMA_MANAGED_DRIVERS)):
+            yield ctx.finding("MDEV-PARENT", ERROR,
+                              f"mdev parent {parent} is left on {fn.driver if isinstance(fn.driver, str) else 'no driver'}: "
+                              "mdevs exist only while the parent's own (mdev-capable) driver is bound",
+                              [parent], "drivers/vfio/mdev/mdev_core.c mdev_register_parent", index)
+    for (parent, _mtype), actions in by_type.items():
+        fn = sim.get(parent)
+        if fn is None:
+            continue
         pasid = fn.caps.pasid
         if pasid is ABSENT:
             yield ctx.finding("MDEV-SIOV", INFO,
@@ -607,6 +688,44 @@ def rule_mdev(ctx: Context) -> Iterator[Finding]:
                 yield ctx.finding("MDEV-SIOV", WARNING,
                                   f"PASID on {parent} needs End-End TLP prefixes on the whole path; {_devs(path_bad)} lack them",
                                   [parent] + path_bad, "drivers/pci/probe.c pci_configure_eetlp_prefix; drivers/pci/ats.c pci_enable_pasid", actions[0])
+
+
+def _mdev_parents_given_away(sim: Simulation) -> bool:
+    info = sim.base.mdev
+    if info is None or not info.instances:
+        return False
+    at_stake = {i.parent for i in info.instances}
+    return any(str(a) in at_stake for a in list(sim.assignments) + list(sim.driver_action))
+
+
+def _mdev_parents_at_stake(sim: Simulation, info: Any) -> dict[Address, int]:
+    """PCI parents whose mdevs the plan needs: ones it creates mdevs on or gives mdevs of to
+    VMs, and ones with active mdevs it does not remove. Value: the first action involved."""
+    out: dict[Address, int] = {}
+    for m in sim.mdevs:
+        out.setdefault(m.parent, m.action)
+    if info is None:
+        return out
+    gone = {u for u, _ in sim.mdev_removed}
+    for i in info.instances:
+        a = _addr_of(i.parent)
+        if a is None or a not in sim.base.functions:
+            continue
+        given = [idx for u, _vm, idx in sim.mdev_assigned if u == i.uuid]
+        if given:
+            out.setdefault(a, given[0])
+        elif i.uuid not in gone:
+            touched = [idx for idx in (sim.driver_action.get(a),) if idx is not None] + [idx for _vm, idx in sim.assignments.get(a, [])]
+            if touched:
+                out.setdefault(a, min(touched))
+    return out
+
+
+def _addr_of(name: str) -> Address | None:
+    try:
+        return Address.parse(name)
+    except ValueError:
+        return None
 
 
 # ---- trust: untrusted devices lose ATS -------------------------------------------------------------------

@@ -99,7 +99,7 @@ def load_source(spec: str | None = None) -> Topology:
 
         t = load_yaml(path)
         # Name a bundled machine by its builtin name, not by where it is installed.
-        return Topology(t.functions, t.host_bridges, replace(t.source, location=spec))
+        return Topology(t.functions, t.host_bridges, replace(t.source, location=spec), t.mdev)
     if kind == "sysfs":
         from .sysfs import load_sysfs
 

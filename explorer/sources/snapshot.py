@@ -8,7 +8,10 @@ below ``./``::
                                      each with the files in sysfs.DEVICE_FILES that exist and
                                      the links in sysfs.DEVICE_LINKS and ``virtfn*``
     sys/bus/pci/slots/<name>/address
-    sys/kernel/iommu_groups/<n>/type and devices/<BDF> links
+    sys/kernel/iommu_groups/<n>/type and devices/<BDF> links (and <uuid> links of mdevs)
+    sys/class/mdev_bus/<parent>, <parent>/mdev_supported_types/<type>/{name,description,
+    device_api,available_instances,devices/}, <parent>/<uuid>/ links, sys/bus/mdev/devices,
+    sys/class/iommu/<unit> and its intel-iommu/ecap     (mediated devices: sources/mdev.py)
     proc/iomem, proc/ioports, proc/cmdline, proc/version, proc/sys/kernel/osrelease
     sys/class/dmi/id/bios_*          the firmware's vendor, version and date (the ``id`` link
                                      and the DMI device directory it leads to)
@@ -427,6 +430,9 @@ class _Collector:
                     for m in members:
                         self.copy_link(f"{gdir}/devices/{m}")
         self._thunderbolt()
+        from .mdev import capture_mdev
+
+        capture_mdev(self)  # mediated devices (sources/mdev.py)
         for rel in _PROC_FILES:
             self.copy_file(rel)
         self._dmi()
@@ -602,6 +608,8 @@ def capture(
         "serials_zeroed": report.serials_zeroed,
         "partial_config": report.partial_config_devices,
         "skipped": [f"{p}: {why}" for p, why in report.skipped],
+        # Mediated devices were captured: none in the archive means none on the machine.
+        "mdev": True,
     }
 
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=directory)
@@ -892,6 +900,16 @@ def _capture_notes(root: str) -> list[str]:
     return notes
 
 
+def _captured_mdev(root: str) -> bool:
+    """Whether the capture looked for mediated devices (older captures did not)."""
+    try:
+        with open(os.path.join(root, _CAPTURE_META), "rb") as f:
+            meta = json.loads(f.read(1024 * 1024))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("mdev") is True
+
+
 def load_snapshot(path: str | Path) -> Topology:
     """Load a snapshot archive (``.tar.gz`` or plain ``.tar``) taken by :func:`capture`.
 
@@ -910,6 +928,12 @@ def load_snapshot(path: str | Path) -> Topology:
             topo = load_sysfs(root, kind="snapshot", location=spath)
         except SourceError as e:
             raise SourceError(f"not a snapshot: {e.message}", path=spath) from None
+        if topo.mdev is None and _captured_mdev(root):
+            from .mdev import read_mdev
+            from .sysfs import _Root
+
+            topo = replace(topo, mdev=read_mdev(root, _Root(root).resolve_link, live=True,
+                                                cmdline=topo.source.kernel_cmdline))
         notes = _capture_notes(root)
         if notes:
             topo = replace(topo, source=replace(topo.source, warnings=topo.source.warnings + tuple(notes)))

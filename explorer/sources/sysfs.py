@@ -8,7 +8,9 @@ What it reads (and so what ``snapshot`` stores), relative to ``root``:
 ``sys/bus/pci/devices/*`` and the device directories they link to under
 ``sys/devices/pci*``, ``sys/bus/pci/slots/*/address``, ``sys/kernel/iommu_groups``,
 ``proc/iomem``, ``proc/ioports``, ``proc/cmdline``, the kernel release, the DMI
-BIOS vendor, version and date (``sys/class/dmi/id/bios_*``), and (snapshots only) ``dmesg.txt`` for the root buses' bus ranges.
+BIOS vendor, version and date (``sys/class/dmi/id/bios_*``), (snapshots only) ``dmesg.txt``
+for the root buses' bus ranges, and mediated devices (``sys/class/mdev_bus``,
+``mdev_supported_types``, ``sys/bus/mdev``: sources/mdev.py).
 """
 
 from __future__ import annotations
@@ -375,8 +377,9 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
     # Many small immutable objects and no cycles: the cyclic collector would only rescan them.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    mdev_dirs: list[str] = []
     try:
-        _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings)
+        _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, mdev_dirs)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -418,7 +421,12 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
         thunderbolt=read_thunderbolt(r),
         firmware=firmware(r),
     )
-    return Topology.build(functions, hbs, source)
+    # Mediated devices (sources/mdev.py): parents, their types, active mdevs.
+    from .mdev import read_mdev
+
+    mdev = read_mdev(r.root, r.resolve_link, pci_parents=mdev_dirs, live=r.root == "/",
+                     groups_exist=groups_exist, cmdline=source.kernel_cmdline)
+    return Topology.build(functions, hbs, source, mdev)
 
 
 #: Files of /sys/bus/thunderbolt/devices/* that the trust view uses (also what a snapshot keeps).
@@ -461,7 +469,7 @@ def read_thunderbolt(r: "_Root") -> "tuple[ThunderboltDevice, ...] | None":
     return tuple(out)
 
 
-def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings) -> None:
+def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, mdev_dirs=None) -> None:
     for name in names:
         addr = Address.parse(name)
         rel = r.resolve_link(f"{devdir}/{name}")
@@ -471,6 +479,8 @@ def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable
         d = _DevDir(r.abs(rel))
         try:
             fn, hb = _load_from_dir(d, r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings)
+            if mdev_dirs is not None and "mdev_supported_types" in d.names:
+                mdev_dirs.append(rel)
         finally:
             d.close()
         functions.append(fn)

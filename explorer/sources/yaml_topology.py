@@ -181,7 +181,7 @@ _UNKNOWN = _Unknown()
 
 _TOP_KEYS = (
     "pci-explorer", "description", "kernel-release", "kernel-cmdline", "iommu-present",
-    "group-types", "defaults", "host-bridges", "devices", "firmware",
+    "group-types", "defaults", "host-bridges", "devices", "firmware", "mdev",
 )
 #: ``firmware:`` keys and the SourceInfo.firmware names they stand for (DMI bios_*).
 _FIRMWARE_KEYS = {"bios-vendor": "bios_vendor", "bios-version": "bios_version", "bios-date": "bios_date"}
@@ -440,6 +440,11 @@ class _Parser:
                 self.function(fn_node, _Ctx(domain=0, top_level=True), f"devices[{i}]")
 
         self.cross_checks()
+        mdev = None
+        if "mdev" in top and not self.is_null(top["mdev"][1]):
+            from .yaml_mdev import parse as parse_mdev  # the mdev: section (sources/yaml_mdev.py)
+
+            mdev = parse_mdev(self, top["mdev"][1], {f.address: f for f in self.functions})
         source = SourceInfo(
             kind="yaml",
             location=self.path,
@@ -451,7 +456,7 @@ class _Parser:
             warnings=tuple(self.warnings),
             firmware=tuple(sorted(firmware, key=lambda kv: list(_FIRMWARE_KEYS.values()).index(kv[0]))),
         )
-        return Topology.build(self.functions, self.host_bridges, source)
+        return Topology.build(self.functions, self.host_bridges, source, mdev)
 
     def cross_checks(self) -> None:
         by_addr = {f.address: f for f in self.functions}
@@ -1555,6 +1560,11 @@ class _Writer:
             doc["host-bridges"] = [self.host_bridge(hb, nested=False) for hb in self.hb_top]
         if self.top:
             doc["devices"] = [self.entry(a, True, False) for a in sorted(self.top)]
+        from .yaml_mdev import dump as dump_mdev  # the mdev: section (sources/yaml_mdev.py)
+
+        mdev = dump_mdev(self.t)
+        if mdev is not None:
+            doc["mdev"] = mdev
         return doc
 
 
