@@ -16,11 +16,14 @@ from typing import Sequence
 from . import __version__
 from .cli_parser import Parser
 from .export.envelope import envelope
-from .fileio import OutputExists, write_atomic
+from .fileio import OutputExists, write_atomic, write_many_atomic, write_tree_atomic
+from .model.safe_text import clean, one_line
 from .model import Address, AddressError, Topology
 from .sources import SourceError, builtin_names, live_root, load_source
 
 PROG = "pci-explorer"
+#: Largest machine `generate` makes (the benchmarks go to 10^5; a PCI segment holds 2^16).
+MAX_GENERATE = 1_000_000
 FALLBACK_TOPOLOGY = "example-small"
 
 JSON_HELP = "print one JSON document instead (format and schema: docs/json.md)"
@@ -43,6 +46,36 @@ def _load(spec: str | None) -> Topology:
 def _print_json(obj: object) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
+
+
+class _CleanStream:
+    """A text stream whose writes have control characters escaped (explorer.model.safe_text):
+    every text the CLI prints goes through one, so a device name holding ``\x1b]0;...`` is
+    shown, never obeyed. Documents (exports, YAML to ``-o -``) go to ``raw`` unchanged."""
+
+    def __init__(self, raw) -> None:  # type: ignore[no-untyped-def]
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        return self.raw.write(clean(text))
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.raw, name)
+
+
+def _write_document(text: str) -> None:
+    """A document (export, YAML) to standard output, byte for byte."""
+    out = sys.stdout
+    (out.raw if isinstance(out, _CleanStream) else out).write(text)
+
+
+def _write_output(path: str, text: str, force: bool, *, executable: bool = False) -> bool:
+    """Write ``text`` to ``path`` atomically, or to standard output for ``-``; True for a file."""
+    if path == "-":
+        _write_document(text)
+        return False
+    write_atomic(path, text, overwrite=force, executable=executable)
+    return True
 
 
 # ---- commands ------------------------------------------------------------------------
@@ -265,8 +298,15 @@ def _plan_topology(plan, source: str | None) -> Topology:
 def cmd_plan_new(args: argparse.Namespace) -> int:
     from .plan import new_plan, save_plan
 
+    from .plan import dump_plan, parse_plan
+
     t = _load(args.source)
     plan = new_plan(t, _source_spec_for_plan(args.source))
+    # What we write must read back: check the text exactly as `plan show` will parse it.
+    parse_plan(dump_plan(plan), args.output)
+    if args.output == "-":
+        _write_document(dump_plan(plan))
+        return 0
     save_plan(plan, args.output, overwrite=args.force)
     print(f"wrote {args.output}: an empty plan for {t.source.location} ({len(t)} functions)")
     return 0
@@ -407,27 +447,40 @@ def cmd_export(args: argparse.Namespace) -> int:
                 f"this export makes {len(files)} documents ({', '.join(files)}): pick one with --item NAME "
                 "or write them all with -o DIRECTORY"
             )
-        sys.stdout.write(single)
+        _write_document(single)
         return 0
     if single is not None and not os.path.isdir(args.output):
-        write_atomic(args.output, single, overwrite=args.force)
-        if args.to in ("shell", "undo"):
-            os.chmod(args.output, 0o755)
+        write_atomic(args.output, single, overwrite=args.force, executable=args.to in ("shell", "undo"))
         print(f"wrote {args.output}")
         return 0
-    os.makedirs(args.output, exist_ok=True)
-    for name, text in files.items():
-        path = os.path.join(args.output, name)
-        write_atomic(path, text, overwrite=args.force)
-        if name.endswith(".sh"):
-            os.chmod(path, 0o755)
-        print(f"wrote {path}")
+    if not files:
+        raise CliError(f"nothing to export: the plan makes no {args.to} documents")
+    # All or nothing: every target is checked before any is written (fileio.write_many_atomic).
+    made = not os.path.lexists(args.output)
+    if made:
+        os.mkdir(args.output)
+    try:
+        write_many_atomic(
+            [(os.path.join(args.output, name), text, name.endswith(".sh")) for name, text in files.items()],
+            overwrite=args.force,
+        )
+    except BaseException:
+        if made:
+            try:
+                os.rmdir(args.output)
+            except OSError:
+                pass
+        raise
+    for name in files:
+        print(f"wrote {os.path.join(args.output, name)}")
     return 0
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
+    from .fileio import check_target
     from .sources.snapshot import capture
 
+    check_target(args.output, overwrite=args.force)  # never over a device, FIFO or link, even with --force
     report = capture(args.root, args.output, include_serials=args.include_serials, overwrite=args.force)
     print(f"wrote {args.output}: {report.summary()}" if hasattr(report, "summary") else f"wrote {args.output}")
     return 0
@@ -438,10 +491,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     t = _load(args.source)
     text = dump_yaml(t)
-    if args.output == "-":
-        sys.stdout.write(text)
-    else:
-        write_atomic(args.output, text, overwrite=args.force)
+    if _write_output(args.output, text, args.force):
         print(f"wrote {args.output} ({len(t)} functions)")
     return 0
 
@@ -506,21 +556,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .kernel.groups import predict_groups
     from .sources.synthetic import generate
 
-    if args.functions < 1:
-        raise CliError("--functions must be at least 1")
+    if not 1 <= args.functions <= MAX_GENERATE:
+        raise CliError(f"--functions must be 1 to {MAX_GENERATE}")
+    if args.format == "sysfs" and args.output == "-":
+        raise CliError("a sysfs tree cannot go to standard output: give a new folder with -o")
+    if args.output != "-":
+        from .fileio import check_target
+
+        if args.format == "yaml":
+            check_target(args.output, overwrite=args.force)  # refuse before the work, not after
+        elif os.path.lexists(args.output) and not (os.path.isdir(args.output) and not os.path.islink(args.output)
+                                                    and not os.listdir(args.output)):
+            if args.force and os.path.isdir(args.output) and not os.path.islink(args.output):
+                raise CliError(f"{args.output}: not empty; give a new directory for a sysfs tree")
+            check_target(args.output, overwrite=False, directory=True)
+            raise OutputExists(args.output)
     t = generate(args.functions, args.seed, label_groups=lambda topo: predict_groups(topo).group_of)
     if args.format == "yaml":
         from .sources.yaml_topology import dump_yaml
 
-        write_atomic(args.output, dump_yaml(t), overwrite=args.force)
+        if not _write_output(args.output, dump_yaml(t), args.force):
+            return 0
     else:
         from .sources.sysfs_writer import write_sysfs_tree
 
-        if os.path.exists(args.output) and not args.force and (not os.path.isdir(args.output) or os.listdir(args.output)):
-            raise OutputExists(args.output)
-        if args.force and os.path.isdir(args.output) and os.listdir(args.output):
-            raise CliError(f"{args.output}: not empty; give a new directory for a sysfs tree")
-        write_sysfs_tree(t, args.output)
+        # Built beside the target and renamed into place: a killed run leaves no partial tree.
+        write_tree_atomic(args.output, lambda tmp: write_sysfs_tree(t, tmp))
     print(f"wrote {args.output}: {len(t)} functions ({args.format}, seed {args.seed})")
     return 0
 
@@ -579,7 +640,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
         from .export.topology import render_tree
 
         print("(not a terminal: printing the tree; run pci-explorer in a terminal for the interactive app)", file=sys.stderr)
-        print(render_tree(topology))
+        print(clean(render_tree(topology)))
         return 0
     from .ui.app import ExplorerApp
 
@@ -772,11 +833,39 @@ def _hide_subcommand(sub: argparse._SubParsersAction, name: str) -> None:
     sub._choices_actions = [a for a in sub._choices_actions if a.dest != name]
 
 
+def _on_sigterm(signum, frame):  # type: ignore[no-untyped-def]
+    # Unwind like ctrl+c, so temporary files and folders are removed on the way out.
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["tui"])
+    old_term = None
+    try:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ImportError, ValueError, OSError):  # pragma: no cover - no signals here
+        old_term = None
+    out, err = sys.stdout, sys.stderr
+    if args.command not in ("tui", "walkthrough", "serve", "screenshots"):
+        sys.stdout, sys.stderr = _CleanStream(out), _CleanStream(err)
+    try:
+        return _run(args)
+    finally:
+        sys.stdout, sys.stderr = out, err
+        if old_term is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except SourceError as e:
@@ -784,7 +873,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (CliError, OutputExists, ValueError) as e:
         # Plan files, action words and exports raise ValueError subclasses with one-line messages.
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # `pci-explorer tree | head`: the reader went away; not an error.
@@ -795,7 +884,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except OSError as e:
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        print(f"{PROG}: error: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(where + str(e.strerror or e))}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print(f"{PROG}: error: input nested too deeply", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{PROG}: error: out of memory (an input far larger than a real machine's?)", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - the promise is one line, never a traceback
+        if os.environ.get("PCI_EXPLORER_DEBUG"):
+            raise
+        print(f"{PROG}: error: internal error ({type(e).__name__}: {one_line(str(e))[:300]}); "
+              "set PCI_EXPLORER_DEBUG=1 for the traceback and please report it", file=sys.stderr)
         return 2
 
 

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from xml.sax.saxutils import escape, quoteattr
 
 from ..model import ABSENT, Address, Topology
+from ..model.safe_text import one_line
 from ..plan import Plan, check, has_errors
 from ..plan.actions import Assign, AssignMdev, Bind, HotAdd, HotRemove, KernelParam, Mdev, MdevRemove, Sriov, Trust, Unbind
 from ..plan.apply import Simulation, class_base, merged_cmdline, simulate
@@ -29,7 +30,7 @@ TARGETS = ("shell", "undo", "libvirt", "proxmox", "driverctl", "mdevctl", "qemu"
 TOOL = "pci-explorer"
 
 
-class ExportError(Exception):
+class ExportError(ValueError):
     """An export that cannot be made; str() is one line."""
 
 
@@ -65,8 +66,8 @@ def _q(value: object) -> str:
 
 
 def _comment(text: str) -> str:
-    """A one-line shell comment: no newlines can escape it."""
-    return "# " + " ".join(str(text).split())
+    """A one-line shell comment: no newlines can escape it, no control character reaches a terminal."""
+    return "# " + one_line(" ".join(str(text).split()))
 
 
 # ---- what the plan does, in order ----------------------------------------------------------------
@@ -730,13 +731,30 @@ def render_cmdline(ctx: _Ctx) -> str:
     if not params:
         out.append(_comment("the plan needs no kernel parameters"))
     else:
+        # Every planned parameter passed parse_kernel_param (no shell metacharacters); the
+        # computed ones are IDs and fixed words. Quoted anyway for each form it is pasted in.
+        from ..plan.actions import ActionError, parse_kernel_param
+
+        for p in params:
+            try:
+                parse_kernel_param(p)
+            except ActionError as e:
+                raise ExportError(f"kernel parameter {p!r}: {e.message}") from None
         out.append(_comment("add these to the kernel command line (e.g. GRUB_CMDLINE_LINUX, then update-grub):"))
         out.append(" ".join(params))
+        out.append(_comment("GRUB, in /etc/default/grub: GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX " + _grub_quote(" ".join(params)) + "\""))
+        out.append(_comment("kernelstub (Pop!_OS): kernelstub " + " ".join(f"-a {_q(p)}" for p in params)))
+        out.append(_comment("grubby (Fedora, RHEL): grubby --update-kernel=ALL --args=" + _q(" ".join(params))))
         if topo.source.kernel_cmdline is None:
             out.append(_comment("the source does not show the machine's current command line (/proc/cmdline): add the parameters above to it"))
         else:
             out.append(_comment("the whole command line afterwards: " + merged_cmdline(topo.source.kernel_cmdline, [_as_param(p) for p in params])))
     return "\n".join(out) + "\n"
+
+
+def _grub_quote(text: str) -> str:
+    """``text`` for the inside of a double-quoted shell string (/etc/default/grub is sourced by sh)."""
+    return "".join("\\" + c if c in '\\"$`' else c for c in text)
 
 
 def iommu_vendor(topology: Topology) -> tuple[str | None, str]:
@@ -807,7 +825,24 @@ def export_files(plan: Plan, topology: Topology, target: str) -> dict[str, str]:
     ctx = _prepare(plan, topology)
     if target == "libvirt":
         docs = libvirt_documents(ctx)
-        return {f"{_safe_name(vm)}.xml": text for vm, text in docs.items()}
+        out: dict[str, str] = {}
+        owner: dict[str, str] = {}
+        for vm, text in docs.items():
+            name = f"{_safe_name(vm)}.xml"
+            # Two VMs must never share a file (one would be dropped); compare as a
+            # case-insensitive file system would.
+            other = owner.get(name.casefold())
+            if other is not None:
+                raise ExportError(f"the VMs {other!r} and {vm!r} would both be written to {name}: rename one")
+            owner[name.casefold()] = vm
+            bad = _xml_invalid(text)
+            if bad is not None:
+                raise ExportError(
+                    f"VM {vm!r}: the document would hold the character {bad!r}, which XML does not allow "
+                    f"(it comes from the plan: source {ctx.plan.source.spec!r}?); nothing exported"
+                )
+            out[name] = text
+        return out
     if target == "mdevctl":
         out = {}
         lines = ["#!/bin/sh", _comment(f"{TOOL}: define the plan's mdevs persistently with mdevctl"), "set -eu"]
@@ -837,7 +872,16 @@ def export_files(plan: Plan, topology: Topology, target: str) -> dict[str, str]:
 
 
 def _safe_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text) or "vm"
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "._+-" else "_" for c in text) or "vm"
+
+
+def _xml_invalid(text: str) -> str | None:
+    """The first character XML 1.0 does not allow (Char production), or None."""
+    for c in text:
+        o = ord(c)
+        if o < 0x20 and c not in "\t\n\r" or 0xD800 <= o <= 0xDFFF or o in (0xFFFE, 0xFFFF):
+            return c
+    return None
 
 
 def export(plan: Plan, topology: Topology, target: str, item: str | None = None) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .safe_text import one_line
+
 
 class LocatedError(Exception):
     """Bad input, located as precisely as the reader can: file, line, column and field."""
@@ -32,4 +34,5 @@ class LocatedError(Exception):
             if self.column is not None:
                 where += f":{self.column}"
         fld = f" [{self.field}]" if self.field else ""
-        return f"{where}{fld}: {self.message}"
+        # One line, whatever the file name or the message quotes from the input.
+        return one_line(f"{where}{fld}: {self.message}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_SIZE_RE = re.compile(r"^(0x[0-9a-f_]+|[0-9][0-9_]*)\s*(?:([kmgtpe])(?:i?b)?|b)?$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"^(0x[0-9a-f_]+|[0-9][0-9_]*)\s*(?:([kmgtpe])(?:i?b)?|b)?\Z", re.IGNORECASE)
 _SHIFT = {"k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
 
 

@@ -33,11 +33,23 @@ DMA_MANAGED_DRIVERS = frozenset(
 #: Drivers a device may be bound to for a VM to use it (VFIO's PCI drivers).
 VFIO_DRIVERS = frozenset(d for d in DMA_MANAGED_DRIVERS if "vfio" in d)
 
-_DRIVER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}$")
-_VM_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}$")
-_MDEV_TYPE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,127}$")
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_PARAM_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+# Names are checked whole (``\Z``, and callers use fullmatch): ``$`` would also match
+# before a trailing newline, letting ``win11\n`` through.
+_DRIVER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}\Z")
+_VM_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}\Z")
+_MDEV_TYPE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,127}\Z")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+#: Kernel parameter names: what parse_args (kernel/params.c) matches against module and core
+#: parameters (letters, digits, ``_``, ``-``, and ``.`` between a module and its parameter).
+_PARAM_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
+#: Kernel parameter values. lib/cmdline.c next_arg() ends a value at whitespace unless it is
+#: in double quotes; anything else is passed on. The value also lands in a boot loader's
+#: shell-sourced file (GRUB_CMDLINE_LINUX="...") and in commands people paste, so only
+#: characters with no meaning to a shell are accepted: no whitespace, quotes, ``$``,
+#: backquotes, backslashes, ``; & | < > ( ) { } [ ] * ? ! ~``, control characters.
+_PARAM_VALUE_RE = re.compile(r"[A-Za-z0-9_.,:=/@+%#^-]*\Z")
+#: The longest command line x86 accepts (COMMAND_LINE_SIZE).
+MAX_PARAM_LEN = 2048
 
 #: Largest SR-IOV VF count the capability can hold (16-bit field).
 MAX_VFS = 0xFFFF
@@ -70,7 +82,7 @@ def parse_address(text: Any, field_name: str) -> Address:
 
 
 def check_driver(name: Any, field_name: str = "driver") -> str:
-    if not isinstance(name, str) or not _DRIVER_RE.match(name):
+    if not isinstance(name, str) or not _DRIVER_RE.fullmatch(name):
         raise ActionError(f"not a driver name: {name!r}", field_name)
     return name
 
@@ -78,7 +90,7 @@ def check_driver(name: Any, field_name: str = "driver") -> str:
 def check_vm(name: Any, field_name: str = "vm") -> str:
     if isinstance(name, int) and not isinstance(name, bool):
         name = str(name)  # Proxmox VM ids
-    if not isinstance(name, str) or not _VM_RE.match(name):
+    if not isinstance(name, str) or not _VM_RE.fullmatch(name):
         raise ActionError(f"not a VM name (letters, digits, _ . + -): {name!r}", field_name)
     return name
 
@@ -94,7 +106,7 @@ def check_count(value: Any, field_name: str, *, low: int, high: int) -> int:
 
 
 def check_uuid(value: Any, field_name: str) -> str:
-    if not isinstance(value, str) or not _UUID_RE.match(value):
+    if not isinstance(value, str) or not _UUID_RE.fullmatch(value):
         raise ActionError(f"not a lowercase UUID (8-4-4-4-12 hex digits): {value!r}", field_name)
     return value
 
@@ -408,11 +420,22 @@ def parse_bar(text: str, field_name: str = "bar") -> BarSpec:
 
 
 def parse_kernel_param(text: Any, field_name: str = "param") -> KernelParam:
+    """``NAME=VALUE`` or ``NAME``, as the kernel's parser reads one argument (lib/cmdline.c
+    next_arg, kernel/params.c parse_args), restricted to characters no shell acts on."""
     if not isinstance(text, str) or not text or any(c.isspace() for c in text) or '"' in text:
         raise ActionError(f"expected NAME=VALUE without spaces or quotes, got {text!r}", field_name)
+    if len(text) > MAX_PARAM_LEN:
+        raise ActionError(f"longer than a kernel command line can be ({len(text)} > {MAX_PARAM_LEN} characters)", field_name)
     name, sep, value = text.partition("=")
-    if not _PARAM_NAME_RE.match(name):
+    if not _PARAM_NAME_RE.fullmatch(name):
         raise ActionError(f"not a kernel parameter name: {name!r}", field_name)
+    if sep and not _PARAM_VALUE_RE.fullmatch(value):
+        bad = sorted({c for c in value if not _PARAM_VALUE_RE.fullmatch(c)})
+        raise ActionError(
+            f"{name}: the value holds {''.join(bad)!r}, which a shell or boot loader would act on "
+            "(letters, digits and _ . , : = / @ + % # ^ - only)",
+            field_name,
+        )
     return KernelParam(name, value if sep else None)
 
 
@@ -509,7 +532,7 @@ def parse_action(words: list[str]) -> Action:
         w.allow(["type", "count", "uuid", "vm"])
         parent = parse_address(w.one_positional("PARENT"), "parent")
         mtype = w.opt("type", True)
-        if not _MDEV_TYPE_RE.match(mtype or ""):
+        if not _MDEV_TYPE_RE.fullmatch(mtype or ""):
             raise ActionError(f"not an mdev type name: {mtype!r}", "type")
         given = [check_uuid(u, "uuid") for u in w.options.get("uuid", [])]
         count_s = w.opt("count")

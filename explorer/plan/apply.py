@@ -628,25 +628,66 @@ def simulate(topology: Topology, plan: Plan, index: TopologyIndex | None = None)
 
 
 def merged_cmdline(base: str | None, params: Iterable[KernelParam]) -> str:
-    """The command line after the plan: same-name parameters replaced, ``pci=`` options merged."""
-    words = (base or "").split()
+    """The command line after the plan: same-name parameters replaced, ``pci=`` options merged.
+
+    A later parameter replaces every earlier word of the same name and goes to the end; the
+    options of every ``pci=`` word are merged into one ``pci=`` word at the end, a later
+    option replacing the same-key ones. Linear in the number of words and options.
+    """
+    words: dict[int, str | None] = {}  # id -> word; None: the merged pci= word, rendered last
+    by_name: dict[str, list[int]] = {}
+    opts: dict[int, str] = {}
+    opt_keys: dict[str, list[int]] = {}
+    merged_id: int | None = None
+    count = 0
+
+    def add(word: str | None, name: str) -> int:
+        nonlocal count
+        count += 1
+        words[count] = word
+        by_name.setdefault(name, []).append(count)
+        return count
+
+    def add_opt(opt: str) -> None:
+        nonlocal count
+        count += 1
+        opts[count] = opt
+        opt_keys.setdefault(opt.split("=", 1)[0], []).append(count)
+
+    for w in (base or "").split():
+        add(w, w.split("=", 1)[0])
     for p in params:
         if p.name == "pci" and p.value:
-            opts: list[str] = []
-            rest = []
-            for w in words:
-                if w.startswith("pci="):
-                    opts += [o for o in w[4:].split(",") if o]
+            keep = []
+            for i in by_name.pop("pci", []):
+                w = words.get(i, "")
+                if i not in words:
+                    continue
+                if w is None:  # the merged word: its options are already in opts
+                    del words[i]
+                elif w.startswith("pci="):
+                    del words[i]
+                    for o in w[4:].split(","):
+                        if o:
+                            add_opt(o)
                 else:
-                    rest.append(w)
+                    keep.append(i)
+            if keep:
+                by_name["pci"] = keep
             for new in p.value.split(","):
-                key = new.split("=", 1)[0]
-                opts = [o for o in opts if o.split("=", 1)[0] != key]
-                opts.append(new)
-            words = rest + ["pci=" + ",".join(opts)]
+                for j in opt_keys.pop(new.split("=", 1)[0], []):
+                    opts.pop(j, None)
+                add_opt(new)
+            merged_id = add(None, "pci")
         else:
-            words = [w for w in words if w.split("=", 1)[0] != p.name] + [p.text]
-    return " ".join(words)
+            for i in by_name.pop(p.name, []):
+                if i == merged_id:
+                    opts.clear()
+                    opt_keys.clear()
+                    merged_id = None
+                words.pop(i, None)
+            add(p.text, p.name)
+    return " ".join("pci=" + ",".join(opts.values()) if w is None else w for w in words.values())
 
 
 # ---- the full new topology ----------------------------------------------------------------------

@@ -243,7 +243,11 @@ class _Reader:
     def scalar(self, node: yaml.Node, fld: str) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             raise self.err(node, fld, f"expected a single value, got {_node_kind(node)}")
-        return _construct(node)
+        try:
+            return _construct(node)
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError):
+            # !!int "zz", a bad !!timestamp, !!python/name:... (never constructed: SafeLoader)
+            raise self.err(node, fld, f"bad value {node.value[:80]!r} for the tag {node.tag}") from None
 
     def text(self, node: yaml.Node, fld: str) -> str:
         """The scalar as written: ``0000:01:00.0`` unquoted is YAML 1.1 sexagesimal, not text."""
@@ -283,9 +287,16 @@ def _construct(node: yaml.ScalarNode) -> Any:
 
 def parse_plan(text: str, path: str | None = None) -> Plan:
     """Parse plan YAML text. Raises PlanFileError (one line)."""
+    from ..model.limits import yaml_expansion_problem
+
     r = _Reader(path)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as e:
+        line = text[: e.position].count("\n") + 1 if isinstance(e.position, int) else None
+        raise PlanFileError(f"not valid YAML: character {e.character!r} is not allowed", path=path, line=line) from None
+    except RecursionError:
+        raise PlanFileError("not valid YAML: nested too deeply", path=path) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise PlanFileError(
@@ -298,6 +309,9 @@ def parse_plan(text: str, path: str | None = None) -> Plan:
         raise PlanFileError(f"not valid YAML: {e}", path=path) from None
     if root is None:
         raise PlanFileError("empty file: not a plan", path=path)
+    problem = yaml_expansion_problem(root)
+    if problem is not None:
+        raise r.err(problem[1], None, problem[0])
     top = r.mapping(root, "")
     if FORMAT_KEY not in top:
         raise r.err(root, FORMAT_KEY, f"not a pci-explorer plan (no '{FORMAT_KEY}: {FORMAT_VERSION}' line)")
@@ -479,7 +493,7 @@ def _read_action(r: _Reader, node: yaml.Node, fld: str) -> Action:
         return Sriov(addr("pf"), _count(r, node_of("vfs"), f"{fld}.vfs", 0, MAX_VFS), drv)
     if kind == "mdev":
         mtype = r.text(node_of("type"), f"{fld}.type")
-        if not _MDEV_TYPE_RE.match(mtype):
+        if not _MDEV_TYPE_RE.fullmatch(mtype):
             raise r.err(node_of("type"), f"{fld}.type", f"not an mdev type name: {mtype!r}")
         unodes = r.sequence(node_of("uuids"), f"{fld}.uuids")
         if not unodes:

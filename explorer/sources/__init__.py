@@ -54,6 +54,15 @@ def detect_kind(spec: str) -> str:
         raise SourceError("directory has no sys/bus/pci: not a sysfs root or unpacked snapshot", path=spec)
     if not p.exists():
         raise SourceError("no such file or directory", path=spec)
+    import stat as _stat
+
+    try:
+        st = os.stat(p)
+    except OSError as e:
+        raise SourceError(f"cannot read: {e.strerror or e}", path=spec) from None
+    if not _stat.S_ISREG(st.st_mode):
+        # A FIFO would block the read forever; a device may have effects when opened.
+        raise SourceError("not a regular file or a directory (a FIFO, device or socket): refused", path=spec)
     try:
         with open(p, "rb") as f:
             head = f.read(_SNIFF_BYTES)
@@ -80,7 +89,22 @@ def detect_kind(spec: str) -> str:
 
 
 def load_source(spec: str | None = None) -> Topology:
-    """Load any SOURCE (see module doc). Raises SourceError with a one-line message."""
+    """Load any SOURCE (see module doc). Raises SourceError with a one-line message.
+
+    Every topology is checked for consistency (parent and physfn cycles, dangling links,
+    devices outside their bridge's bus range: sources/consistency.py) before it is returned.
+    """
+    from ..model.topology import TopologyError
+    from .consistency import check_topology
+
+    try:
+        t = _load_source(spec)
+    except TopologyError as e:
+        raise SourceError(str(e), path=spec or live_root()) from None
+    return check_topology(t)
+
+
+def _load_source(spec: str | None) -> Topology:
     if spec is None or spec == "":
         from .sysfs import load_sysfs
 

@@ -451,6 +451,11 @@ class _Parser:
         text = self.raw
         if "\r" in text:
             text = _CR_RE.sub("", text)
+            if "\r" in text:
+                # Bare CRs (old Mac line endings, or CRs pasted inside lines): line breaks,
+                # one character for one so line numbers stay right.
+                text = text.replace("\r", "\n")
+                self.warnings.append("bare CR characters read as line breaks")
         if text.startswith(">") or "\n>" in text:
             text = _QUOTE_RE.sub("", text)
         if "pcilib: " in text or "lspci: " in text or "setpci: " in text:

@@ -19,6 +19,7 @@ import gc
 import os
 import posixpath
 import re
+import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -71,6 +72,108 @@ _BUS_NAME_RE = re.compile(r"^([0-9a-f]{4,8}):([0-9a-f]{2})$")
 _ROOT_BUS_RE = re.compile(r"pci_bus ([0-9a-f]{4,8}):([0-9a-f]{2}): root bus resource \[bus ([0-9a-f]{2})(?:-([0-9a-f]{2}))?\]")
 
 
+# ---- bounded, jailed reading (every file and link this module reads goes through these) ----
+
+#: The most bytes read from one file. Config space is at most 4 KiB (PCI_CFG_SPACE_EXP_SIZE);
+#: a sysfs attribute is at most one page (64 KiB on the largest pages); /proc/iomem of the
+#: largest machines is some 100 KiB. A file past its cap is refused, not truncated.
+CONFIG_CAP = 4096
+ATTR_CAP = 64 * 1024
+FILE_CAPS = {
+    "proc/iomem": 8 * 1024 * 1024,
+    "proc/ioports": 1024 * 1024,
+    "proc/cmdline": ATTR_CAP,
+    "proc/version": ATTR_CAP,
+    "dmesg.txt": 8 * 1024 * 1024,
+}
+#: The most entries read from one directory listing, devices loaded, and entries of one
+#: device directory (a PF may have 65535 ``virtfn`` links). The benchmarks go to 10^5
+#: functions; a real machine has a few thousand.
+MAX_DIR_ENTRIES = 1 << 18
+MAX_DEVICES = 1 << 17
+MAX_DEVDIR_ENTRIES = 1 << 17
+#: Links followed while resolving one path (the kernel's MAXSYMLINKS).
+MAX_HOPS = 40
+
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_capped(fd: int, cap: int, label: str) -> bytes:
+    """Read ``fd`` to its end, linearly; SourceError when it holds more than ``cap`` bytes."""
+    first = os.read(fd, cap + 1)
+    if len(first) > cap:
+        raise SourceError(f"more than {cap} bytes: not a sysfs or procfs file (refused)", path=label)
+    if not first:
+        return first
+    chunks = [first]
+    total = len(first)
+    while True:  # procfs hands out a page or so a read
+        part = os.read(fd, cap + 1 - total)
+        if not part:
+            break
+        chunks.append(part)
+        total += len(part)
+        if total > cap:
+            raise SourceError(f"more than {cap} bytes: not a sysfs or procfs file (refused)", path=label)
+    return b"".join(chunks)
+
+
+def read_file(path: str, cap: int = ATTR_CAP, *, dir_fd: int | None = None, label: str | None = None) -> bytes | None:
+    """At most ``cap`` bytes of the file ``path`` (relative to ``dir_fd`` if given).
+
+    Never follows a symlink in the last component (callers resolve links inside the root
+    first), never blocks (a FIFO reads as empty), never reads more than ``cap + 1`` bytes
+    (a file past ``cap`` raises SourceError naming ``label``). None when it cannot be read.
+    """
+    try:
+        fd = os.open(path, _READ_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        return _read_capped(fd, cap, label or path)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_file_sized(path: str, cap: int, *, dir_fd: int | None = None, label: str | None = None) -> tuple[bytes, int] | None:
+    """:func:`read_file` of a regular file, with its size (st_size); a larger file is refused
+    before it is read; anything but a regular file reads as None."""
+    try:
+        fd = os.open(path, _READ_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if st.st_size > cap:
+            raise SourceError(f"{st.st_size} bytes, more than {cap}: not a sysfs file (refused)", path=label or path)
+        return _read_capped(fd, cap, label or path), st.st_size
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _listing(path: str | None, label: str, limit: int = MAX_DIR_ENTRIES) -> list[str] | None:
+    """The names in a directory (None when missing), refusing more than ``limit``."""
+    if path is None:
+        return None
+    try:
+        it = os.scandir(path)
+    except OSError:
+        return None
+    names = []
+    with it:
+        for e in it:
+            names.append(e.name)
+            if len(names) > limit:
+                raise SourceError(f"more than {limit} entries: not a sysfs tree (refused)", path=label)
+    return names
+
+
 def has_pci(root: str | Path) -> bool:
     d = Path(root) / "sys/bus/pci/devices"
     try:
@@ -85,33 +188,80 @@ class _Root:
     def __init__(self, root: str | Path) -> None:
         self.root = os.path.abspath(str(root))
 
+        #: root-relative path -> its link target (None: not a link); each asked once.
+        self._links: dict[str, str | None] = {}
+
     def abs(self, rel: str) -> str:
+        """The absolute path of an already resolved root-relative path."""
         return os.path.join(self.root, rel.lstrip("/"))
 
-    def resolve_link(self, rel_link: str) -> str | None:
-        """Resolve a link (relative to root) to a root-relative path, following chains."""
-        cur = rel_link.lstrip("/")
-        for _ in range(16):
-            p = self.abs(cur)
-            try:
-                target = os.readlink(p)
-            except OSError:
-                return cur if os.path.exists(p) else None
-            if target.startswith("/"):
-                nxt = posixpath.normpath(target.lstrip("/"))
-            else:
-                nxt = posixpath.normpath(posixpath.join(posixpath.dirname(cur), target))
-            if nxt.startswith("..") or nxt == "..":
-                return None
-            cur = nxt
-        return None
-
-    def read_text(self, rel: str) -> str | None:
+    def _readlink(self, rel: str) -> str | None:
         try:
-            with open(self.abs(rel), "rb") as f:
-                return f.read().decode("utf-8", "replace").strip()
+            return self._links[rel]
+        except KeyError:
+            pass
+        try:
+            target: str | None = os.readlink(os.path.join(self.root, rel))
         except OSError:
+            target = None
+        if len(self._links) < 4 * MAX_DEVICES:
+            self._links[rel] = target
+        return target
+
+    def resolve_in_root(self, rel: str) -> str | None:
+        """``rel`` with every symlink in it expanded inside the root, one component at a time.
+
+        The root is a jail: an absolute target restarts at the root (``proc/cmdline ->
+        /etc/shadow`` is the root's ``etc/shadow``, not this machine's), ``..`` never goes
+        above it (None), and more than MAX_HOPS links is a loop (None). Missing components
+        count as plain names. Returns the root-relative path.
+        """
+        pending = rel.split("/")
+        pending.reverse()
+        done: list[str] = []
+        hops = 0
+        while pending:
+            comp = pending.pop()
+            if comp in ("", "."):
+                continue
+            if comp == "..":
+                if not done:
+                    return None
+                done.pop()
+                continue
+            done.append(comp)
+            target = self._readlink("/".join(done))
+            if target is None:
+                continue
+            hops += 1
+            if hops > MAX_HOPS or not target:
+                return None
+            done.pop()
+            if target.startswith("/"):
+                done = []
+            parts = target.split("/")
+            parts.reverse()
+            pending.extend(parts)
+        return "/".join(done)
+
+    def jailed(self, rel: str) -> str | None:
+        """The absolute path of root-relative ``rel`` resolved inside the root (None: it leaves)."""
+        res = self.resolve_in_root(rel)
+        return None if res is None else self.abs(res)
+
+    def resolve_link(self, rel_link: str) -> str | None:
+        """Resolve a link (relative to root) to a root-relative path that exists, inside the root."""
+        res = self.resolve_in_root(rel_link)
+        if res is None or not os.path.lexists(self.abs(res)):
             return None
+        return res
+
+    def read_text(self, rel: str, cap: int | None = None) -> str | None:
+        path = self.jailed(rel)
+        if path is None:
+            return None
+        data = read_file(path, cap if cap is not None else FILE_CAPS.get(rel, ATTR_CAP), label=path)
+        return None if data is None else data.decode("utf-8", "replace").strip()
 
 
 class _DevDir:
@@ -122,11 +272,12 @@ class _DevDir:
     fast as pciutils reads it.
     """
 
-    __slots__ = ("fd", "names")
+    __slots__ = ("fd", "names", "path")
 
     def __init__(self, path: str) -> None:
+        self.path = path
         try:
-            self.fd: int | None = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            self.fd: int | None = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
         except OSError:
             self.fd = None
             self.names: frozenset[str] = frozenset()
@@ -135,25 +286,19 @@ class _DevDir:
             self.names = frozenset(os.listdir(self.fd))
         except OSError:
             self.names = frozenset()
+        if len(self.names) > MAX_DEVDIR_ENTRIES:
+            self.close()
+            raise SourceError(f"more than {MAX_DEVDIR_ENTRIES} entries in a device directory: not a sysfs tree (refused)", path=path)
 
     def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
 
-    def raw(self, name: str, limit: int = 65536) -> bytes | None:
+    def raw(self, name: str, limit: int = ATTR_CAP) -> bytes | None:
         if self.fd is None or name not in self.names:
             return None
-        try:
-            fd = os.open(name, os.O_RDONLY, dir_fd=self.fd)
-        except OSError:
-            return None
-        try:
-            return os.read(fd, limit)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
+        return read_file(name, limit, dir_fd=self.fd, label=f"{self.path}/{name}")
 
     def text(self, name: str) -> str | None:
         data = self.raw(name)
@@ -163,25 +308,7 @@ class _DevDir:
         """The config space as readable, and the file's full size (st_size)."""
         if self.fd is None or "config" not in self.names:
             return None
-        try:
-            fd = os.open("config", os.O_RDONLY, dir_fd=self.fd)
-        except OSError:
-            return None
-        try:
-            size = os.fstat(fd).st_size
-            chunks = []
-            while True:
-                part = os.read(fd, 8192)
-                if not part:
-                    break
-                chunks.append(part)
-                if sum(len(c) for c in chunks) >= max(size, 4096):
-                    break
-            return b"".join(chunks), size
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
+        return read_file_sized("config", CONFIG_CAP, dir_fd=self.fd, label=f"{self.path}/config")
 
     def link(self, name: str) -> str | None:
         if self.fd is None or name not in self.names:
@@ -354,21 +481,20 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
     """Read the PCI tree under ``root`` (a directory holding ``sys/``)."""
     r = _Root(root)
     devdir = "sys/bus/pci/devices"
-    try:
-        names = sorted(e.name for e in os.scandir(r.abs(devdir)))
-    except OSError as e:
-        raise SourceError(f"no PCI device list here ({e.strerror or e})", path=r.abs(devdir)) from None
-    names = [n for n in names if is_address(n)]
+    listed = _listing(r.jailed(devdir), r.abs(devdir))
+    if listed is None:
+        raise SourceError("no PCI device list here", path=r.abs(devdir))
+    names = sorted(n for n in listed if is_address(n))
+    if len(names) > MAX_DEVICES:
+        raise SourceError(f"{len(names)} devices, more than {MAX_DEVICES}: refused", path=r.abs(devdir))
     release = kernel_release(r)
     removable_known = _version_at_least(release, (5, 13))
     reset_known = _version_at_least(release, (5, 15))
-    groups_dir = r.abs("sys/kernel/iommu_groups")
-    groups_exist = os.path.isdir(groups_dir)
-    try:
-        group_labels = sorted(os.listdir(groups_dir)) if groups_exist else []
-    except OSError:
-        group_labels = []
-    slots_exist = os.path.isdir(r.abs("sys/bus/pci/slots"))
+    groups_dir = r.jailed("sys/kernel/iommu_groups")
+    groups_exist = groups_dir is not None and os.path.isdir(groups_dir)
+    group_labels = sorted(_listing(groups_dir, r.abs("sys/kernel/iommu_groups")) or []) if groups_exist else []
+    slots_dir = r.jailed("sys/bus/pci/slots")
+    slots_exist = slots_dir is not None and os.path.isdir(slots_dir)
     slot_names = _read_slots(r)
     warnings: list[str] = []
 
@@ -385,13 +511,10 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
             gc.enable()
 
     # Host bridges named as directories under sys/devices (also ones with no function yet).
-    try:
-        for e in os.scandir(r.abs("sys/devices")):
-            m = _HOSTBRIDGE_RE.match(e.name)
-            if m:
-                host_bridges.setdefault((int(m.group(1), 16), int(m.group(2), 16)), None)
-    except OSError:
-        pass
+    for name in _listing(r.jailed("sys/devices"), r.abs("sys/devices")) or []:
+        m = _HOSTBRIDGE_RE.match(name)
+        if m:
+            host_bridges.setdefault((int(m.group(1), 16), int(m.group(2), 16)), None)
 
     mem, mem_ok = _read_iomem(r, "proc/iomem", WindowKind.MEM)
     io, io_ok = _read_iomem(r, "proc/ioports", WindowKind.IO)
@@ -470,12 +593,17 @@ def read_thunderbolt(r: "_Root") -> "tuple[ThunderboltDevice, ...] | None":
 
 
 def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, mdev_dirs=None) -> None:
+    seen: dict[str, str] = {}
     for name in names:
         addr = Address.parse(name)
         rel = r.resolve_link(f"{devdir}/{name}")
         if rel is None:
             warnings.append(f"{devdir}/{name}: link leads nowhere inside the tree; skipped")
             continue
+        if rel in seen:
+            # The kernel gives every function its own directory.
+            raise SourceError(f"{devdir}/{seen[rel]} and {name} lead to the same directory {rel}: refused", path=r.root)
+        seen[rel] = name
         d = _DevDir(r.abs(rel))
         try:
             fn, hb = _load_from_dir(d, r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings)
@@ -490,11 +618,10 @@ def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable
 
 def _read_slots(r: _Root) -> dict[tuple[int, int, int], str]:
     out: dict[tuple[int, int, int], str] = {}
-    base = r.abs("sys/bus/pci/slots")
-    try:
-        entries = sorted(os.listdir(base))
-    except OSError:
+    listed = _listing(r.jailed("sys/bus/pci/slots"), r.abs("sys/bus/pci/slots"))
+    if listed is None:
         return out
+    entries = sorted(listed)
     for name in entries:
         addr = r.read_text(f"sys/bus/pci/slots/{name}/address")
         if not addr:

@@ -126,12 +126,26 @@ def load_yaml_text(text: str, path: str = "<string>") -> Topology:
 
 
 def _load_text(text: str, path: str) -> Topology:
+    from ..model.limits import yaml_expansion_problem
+
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         raise _syntax_error(e, text, path) from None
+    except yaml.reader.ReaderError as e:
+        line = text[: e.position].count("\n") + 1 if isinstance(e.position, int) else None
+        raise SourceError(f"YAML error: character {e.character!r} is not allowed in YAML", path=path, line=line) from None
     except yaml.YAMLError as e:
         raise SourceError(f"YAML error: {_one_line(str(e))}", path=path) from None
+    except RecursionError:
+        raise SourceError("YAML nested too deeply", path=path) from None
+    # Aliases and merge keys are resolved by walking the graph: refuse one that would
+    # expand a small file into millions of nodes before anything walks it.
+    problem = yaml_expansion_problem(root)
+    if problem is not None:
+        mark = getattr(problem[1], "start_mark", None)
+        raise SourceError(problem[0], path=path, line=mark.line + 1 if mark else None,
+                          column=mark.column + 1 if mark else None)
     parser = _Parser(path)
     try:
         return parser.document(root)

@@ -185,18 +185,19 @@ class ExportDialog(ModalScreen[None]):
         self._write(path, overwrite=False)
 
     def _write(self, path: str, *, overwrite: bool) -> None:
-        from ..fileio import OutputExists, write_atomic
+        from ..fileio import OutputExists, write_many_atomic
 
         written = []
         try:
+            items = []
             for p, (name, text) in zip(self._targets_on_disk(path), self.files.items()):
                 d = os.path.dirname(p)
                 if d:
                     os.makedirs(d, exist_ok=True)
-                write_atomic(p, text, overwrite=overwrite)
-                if name.endswith(".sh") or self.target in ("shell", "undo"):
-                    os.chmod(p, 0o755)
+                items.append((p, text, name.endswith(".sh") or self.target in ("shell", "undo")))
                 written.append(p)
+            # All or nothing: every target is checked before any is written.
+            write_many_atomic(items, overwrite=overwrite)
         except (OSError, OutputExists) as e:
             self.app.notify(f"Not written: {e}", severity="error", markup=False)
             return
