@@ -124,7 +124,10 @@ class KernelContext:
         ps = [f"{n}={f.value}" for n, f in self.params if f.known]
         if ps:
             out.append("parameters that matter: " + " ".join(ps))
-        out.append(f"IOMMU: {self.iommu.describe()}" + (f", {self.iommu_vendor.describe()}" if self.iommu_vendor.known else ""))
+        iommu = self.iommu.describe()
+        if isinstance(self.iommu.value, bool):
+            iommu = ("present" if self.iommu.value else "none") + iommu[len(str(self.iommu.value)):]
+        out.append(f"IOMMU: {iommu}" + (f", {self.iommu_vendor.describe()}" if self.iommu_vendor.known else ""))
         if self.group_types:
             kinds: dict[str, int] = {}
             for _, f in self.group_types:
