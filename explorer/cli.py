@@ -38,6 +38,13 @@ def _load(spec: str | None) -> Topology:
     return load_source(spec)
 
 
+def _context_json(t: Topology) -> dict:
+    """The source's kernel context for a --json payload (explorer.kernel.context)."""
+    from .kernel.context import source_context
+
+    return source_context(t).to_dict()
+
+
 def _print_json(obj: object) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
@@ -126,7 +133,8 @@ def cmd_groups(args: argparse.Namespace) -> int:
         equal = not pred.compare(t.reported_groups)
         if args.json:
             doc = groups_json(t, pred, which="predicted")
-            _print_json({"equal": equal, "mismatches": doc["mismatches"], "source": "predicted", "groups": doc["groups"]})
+            _print_json({"equal": equal, "mismatches": doc["mismatches"], "source": "predicted", "groups": doc["groups"],
+                         "context": _context_json(t)})
         else:
             print(compare_text(t, pred))
         return 0 if equal else 1
@@ -135,7 +143,7 @@ def cmd_groups(args: argparse.Namespace) -> int:
         raise CliError(f"{t.source.location} reports no IOMMU groups (use --predict)")
     which = "reported" if (args.reported or (has_reported and not args.predict and not what_if)) else "predicted"
     if args.json:
-        _print_json(groups_json(t, pred, which=which))
+        _print_json({**groups_json(t, pred, which=which), "context": _context_json(t)})
     elif which == "reported":
         print(reported_text(t, pred, explain=args.explain))
     else:
@@ -153,7 +161,7 @@ def cmd_resources(args: argparse.Namespace) -> int:
         raise CliError(f"--port {port}: no such device in {t.source.location}")
     report = account(t, port)
     if args.json:
-        _print_json(report_json(report))
+        _print_json({**report_json(report), "context": _context_json(t)})
     else:
         print(report_text(report, verbose=args.verbose))
     return 0
@@ -177,7 +185,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         except (ValueError, KeyError) as e:
             raise CliError(str(e).strip("'\"")) from None
         if args.json:
-            _print_json(sriov_json(res))
+            _print_json({**sriov_json(res), "context": _context_json(t)})
         else:
             print(sriov_text(res))
         return 0 if res.fits else 1
