@@ -316,7 +316,8 @@ def _outcome_words(r: FitResult) -> str:
                      + ("" if nb.bus_assigned else " (unusable)"))
     if r.kernel_oops:
         parts.append("kernel oops")
-    return ("fits: " if r.fits else "does not fit: ") + ("; ".join(parts) or "nothing to assign")
+    verdict = "fits: " if r.fits else ("does not fit: " if r.certain else "uncertain (host bridge windows unknown): ")
+    return verdict + ("; ".join(parts) or "nothing to assign")
 
 
 def fit_text(result: FitResult, *, messages: bool = True) -> str:
@@ -332,8 +333,11 @@ def fit_text(result: FitResult, *, messages: bool = True) -> str:
                           messages=messages)
         return "\n".join(lines) + "\n" + "\n".join("  " + ln for ln in detail.splitlines()) + "\n"
     mode = _MODE_WORDS.get(result.hotplug, result.hotplug)
+    ctx = result.context
+    if ctx is not None and hasattr(ctx, "slot_driver") and not ctx.slot_driver(result.port).known:
+        mode = "either hotplug driver (acpiphp or pciehp: the same result)"
     verdict = "FITS" if result.fits else ("DOES NOT FIT" if result.certain else "UNCERTAIN")
-    kern = f" on Linux {result.kernel}" if result.kernel else ""
+    kern = f" on Linux {result.kernel.replace('|', ' or ')}" if result.kernel else ""
     lines = [f"hot-add below {result.port} with {mode}{kern}: {verdict}"]
     lines += _context_lines(result)
     if not result.certain:

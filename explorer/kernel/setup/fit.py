@@ -99,7 +99,11 @@ def fit_hotadd(
                 assuming.append(("kernel", case["kernel"]))
             if up is not None and bridge is None:
                 assuming.append(("bridge", "switch" if up else "pci"))
-            results.append(replace(r, kernel=case["kernel"], assuming=tuple(assuming), context=ctx))
+            warn = r.warnings
+            if not ctx.cmdline.known:  # type: ignore[attr-defined]
+                warn = ("the kernel command line is unknown to this source: no pci= options assumed "
+                        "(give --kernel-param pci=... if the machine boots with some)", *warn)
+            results.append(replace(r, kernel=case["kernel"], assuming=tuple(assuming), context=ctx, warnings=warn))
     groups: dict[tuple, list[FitResult]] = {}
     for r in results:
         groups.setdefault(_outcome_key(r), []).append(r)
@@ -107,7 +111,12 @@ def fit_hotadd(
     if remedies:
         merged = [_with_remedies(topology, port, specs, buses, kp, shpc, r) for r in merged]
     if len(merged) == 1:
-        return merged[0]
+        only = merged[0]
+        if not only.assuming:
+            return only
+        facts = ", ".join(k for k, _ in only.assuming)
+        return replace(only, assuming=(), warnings=(f"not known to this source ({facts}), but every possibility gives "
+                                                     "this same result", *only.warnings))
     worst = next((r for r in merged if not r.fits), merged[0])
     note = ("the outcome depends on what the source does not say ("
             + ", ".join(sorted({k for r in merged for k, _ in r.assuming})) + "): each possibility is shown; "
@@ -123,12 +132,8 @@ def _merge(group: list[FitResult]) -> FitResult:
     kept = []
     for k in keys:
         vals = sorted({v for r in group for kk, v in r.assuming if kk == k})
-        if len(vals) == 1:
-            kept.append((k, vals[0]))
-        else:
-            # every value of this fact gives the same outcome (within this group) unless a
-            # value is missing from it: keep it as a list "a|b"
-            kept.append((k, "|".join(vals)))
+        # the values of this fact that give this outcome ("a|b" when several do)
+        kept.append((k, "|".join(vals)))
     kernels = sorted({r.kernel for r in group if r.kernel})
     return replace(first, assuming=tuple(kept), kernel=first.kernel if len(kernels) == 1 else "|".join(kernels))
 
