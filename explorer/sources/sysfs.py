@@ -6,7 +6,8 @@ place outside ``root``.
 
 What it reads (and so what ``snapshot`` stores), relative to ``root``:
 ``sys/bus/pci/devices/*`` and the device directories they link to under
-``sys/devices/pci*``, ``sys/bus/pci/slots/*/address``, ``sys/kernel/iommu_groups``,
+``sys/devices/pci*``, ``sys/bus/pci/slots/*/address`` (and, in :mod:`.context`, the slots'
+``module`` links, ``sys/bus/pci_express/devices`` and ``sys/class/iommu``), ``sys/kernel/iommu_groups``,
 ``proc/iomem``, ``proc/ioports``, ``proc/cmdline``, the kernel release, and
 (snapshots only) ``dmesg.txt`` for the root buses' bus ranges.
 """
