@@ -69,8 +69,10 @@ def _params(cmdline: Fact) -> tuple[tuple[str, Fact], ...]:
     return tuple((n, Fact(",".join(v), cmdline.how, cmdline.where)) for n, v in found.items())
 
 
-def _slot_fact(topology: Topology, port: Address, slot: SlotInfo) -> Fact:
-    drv = slot.hotplug_driver
+def _slot_fact(topology: Topology, port: Address, slot: SlotInfo | None) -> Fact:
+    drv = slot.hotplug_driver if slot is not None else None
+    if drv is None:
+        drv = dict(topology.source.slot_drivers).get(port)
     if drv is not None:
         where = _where(topology, f"slot_driver {port}", f"{_source_word(topology)} slot.hotplug-driver")
         return read(drv, where)
@@ -101,11 +103,16 @@ def _base(topology: Topology) -> KernelContext:
     gwhere = _where(topology, "group_types", f"{word} group-types")
     groups = tuple((label, read(t, gwhere.replace("*", label))) for label, t in src.group_types)
     slots = []
+    read_drivers = dict(src.slot_drivers)
     for fn in topology:
         s = fn.slot
-        if not fn.is_bridge or not isinstance(s, SlotInfo):
+        if not fn.is_bridge:
             continue
-        if s.hotplug is False and s.hotplug_driver is None:
+        if not isinstance(s, SlotInfo):
+            if fn.address in read_drivers:  # e.g. a PCI bridge whose bus has hotplug slots
+                slots.append((fn.address, _slot_fact(topology, fn.address, None)))
+            continue
+        if s.hotplug is False and s.hotplug_driver is None and fn.address not in read_drivers:
             continue
         slots.append((fn.address, _slot_fact(topology, fn.address, s)))
     return KernelContext(release, _rules_fact(release), cmdline, _params(cmdline), iommu, vendor_f, groups,

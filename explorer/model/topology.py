@@ -29,6 +29,9 @@ class SourceInfo:
     iommu_units: tuple[str, ...] | None = None
     #: Where each context fact was read: (fact, file), e.g. ("kernel_cmdline", "proc/cmdline").
     provenance: tuple[tuple[str, str], ...] = ()
+    #: Slot hotplug drivers read per bridge (also on ports' SlotInfo.hotplug_driver; this one
+    #: holds them for bridges with no slot capability of their own, e.g. a PCI bridge's slots).
+    slot_drivers: tuple[tuple[Address, str], ...] = ()
 
 
 class TopologyError(ValueError):

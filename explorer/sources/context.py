@@ -97,11 +97,12 @@ def iommu_vendor(units: tuple[str, ...]) -> str | None:
 
 
 def read_sysfs_context(root: str, functions: list[Function], resolve) -> tuple[list[Function], dict]:
-    """Slot drivers onto the ports' SlotInfo, and the SourceInfo fields this module reads.
+    """Slot drivers onto the ports' SlotInfo, and the SourceInfo fields this module reads
+    (``slot_drivers`` also for bridges without a slot capability of their own).
 
     ``resolve(rel_link)`` resolves a link inside the root. Returns the functions (ports with
     a known slot driver replaced) and keyword arguments for :class:`SourceInfo`
-    (``iommu_units``, ``provenance``).
+    (``iommu_units``, ``provenance``, ``slot_drivers``).
     """
     provenance: list[tuple[str, str]] = []
     slots = read_slots(root)
@@ -111,6 +112,7 @@ def read_sysfs_context(root: str, functions: list[Function], resolve) -> tuple[l
         if s[1] is not None:
             by_bus.setdefault((s[1][0], s[1][1]), []).append(s)
     out: list[Function] = []
+    drivers: list[tuple[Address, str]] = []
     for fn in functions:
         br = fn.bridge
         sec = br.secondary if present(br) else None  # type: ignore[union-attr]
@@ -131,15 +133,16 @@ def read_sysfs_context(root: str, functions: list[Function], resolve) -> tuple[l
                 where = (f"{SLOTS_DIR}/{mine[0][0]} exists and no port service of {port} in {SERVICES_DIR} "
                          "is bound to pciehp")
         if driver is not None:
-            slot = fn.slot if isinstance(fn.slot, SlotInfo) else SlotInfo()
-            fn = replace(fn, slot=replace(slot, hotplug_driver=driver))
+            if isinstance(fn.slot, SlotInfo):
+                fn = replace(fn, slot=replace(fn.slot, hotplug_driver=driver))
+            drivers.append((fn.address, driver))
             provenance.append((f"slot_driver {fn.address}", where))
         out.append(fn)
     units_list = _listdir(root, IOMMU_CLASS_DIR)
     units = tuple(units_list) if units_list is not None else None
     if units is not None:
         provenance.append(("iommu_units", IOMMU_CLASS_DIR))
-    return out, {"iommu_units": units, "provenance": tuple(provenance)}
+    return out, {"iommu_units": units, "provenance": tuple(provenance), "slot_drivers": tuple(drivers)}
 
 
 def release_file(root: str) -> str | None:
