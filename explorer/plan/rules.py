@@ -767,10 +767,10 @@ def _hot_add_fit(ctx: Context, port: Function, action: Any, i: int) -> Iterator[
     try:
         from ..kernel.context import resolve_context
 
-        # the one context resolver fit, check and the app share; the plan's own kernel
-        # parameters are added to the source's command line
+        # the one context resolver fit, check and the app share; with kernel-param actions
+        # the command line is the source's with the plan's parameters merged in
         kctx = resolve_context(sim.base, hotplug=action.hotplug, port=action.port,
-                               kernel_params=[p for p, _ in sim.kernel_params] or None)
+                               cmdline=ctx.final_cmdline() if sim.kernel_params else None)
         res = _cached_fit("fit_hotadd", sim.base, action.port, bars, buses=action.buses,
                           bridge=getattr(action, "bridge", None), context=kctx)
     except ImportError:  # pragma: no cover - the engine is part of the package
