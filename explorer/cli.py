@@ -24,6 +24,9 @@ from .sources import SourceError, builtin_names, live_root, load_source
 PROG = "pci-explorer"
 #: Largest machine `generate` makes (the benchmarks go to 10^5; a PCI segment holds 2^16).
 MAX_GENERATE = 1_000_000
+#: --hotplug spellings: the path's name or the driver's (explorer.kernel.context.HOTPLUG_ALIASES)
+HOTPLUG_CHOICES = ("native", "acpi", "pciehp", "acpiphp", "shpchp")
+KERNEL_CHOICES = ("6.1", "6.12")
 FALLBACK_TOPOLOGY = "example-small"
 
 JSON_HELP = "print one JSON document instead (format and schema: docs/json.md)"
@@ -241,7 +244,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         else:
             print(sriov_text(res))
         return 0 if res.fits else 1
-    if not args.bar and not args.buses:
+    if not args.bar and not args.buses and not args.bridge:
         raise CliError("--port needs at least one --bar KIND:SIZE (or --buses N for a bridge without BARs)")
     try:
         bars = [parse_bar_spec(b) for b in args.bar]
@@ -251,11 +254,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     t = _load(args.source)
     if port not in t.functions:
         raise CliError(f"--port {port}: no such device in {t.source.location}")
-    params = None
-    if args.kernel_param:
-        params = " ".join([t.source.kernel_cmdline or "", *args.kernel_param]).strip()
+    from .kernel.context import resolve_context
+
     try:
-        res = fit_hotadd(t, port, bars, buses=args.buses, hotplug=args.hotplug, kernel_params=params)
+        ctx = resolve_context(t, hotplug=args.hotplug, kernel=args.kernel, kernel_params=args.kernel_param, port=port)
+        res = fit_hotadd(t, port, bars, buses=args.buses, bridge=args.bridge, context=ctx)
     except ValueError as e:
         raise CliError(str(e)) from None
     if args.json:
@@ -716,7 +719,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", metavar="BDF", help="the hotplug port to add a device below")
     s.add_argument("--bar", action="append", default=[], metavar="[INDEX:]KIND:SIZE", help="a BAR of the new device: KIND io, mem32, mem64, pref32, pref64; SIZE like 256, 16M, 4G (repeatable)")
     s.add_argument("--buses", type=int, default=0, metavar="N", help="bus numbers the device needs below it (a switch or bridge)")
-    s.add_argument("--hotplug", choices=("native", "acpi"), default="native", help="pciehp (native, default) or acpiphp")
+    s.add_argument("--hotplug", choices=HOTPLUG_CHOICES, default=None,
+                   help="the slot's hotplug driver: native (pciehp), acpi (acpiphp) or shpchp; default: the one the "
+                        "source shows, else every one is computed (overrides what the source shows)")
+    s.add_argument("--kernel", choices=KERNEL_CHOICES, default=None,
+                   help="the kernel rules to predict with; default: from the source's kernel release, else both")
+    s.add_argument("--bridge", choices=("switch", "pci", "shpc"), default=None,
+                   help="the hot-added device is a bridge: a PCIe switch upstream port, a PCIe-to-PCI bridge, or one "
+                        "with SHPC (implies --buses 1)")
     s.add_argument("--kernel-param", action="append", default=[], metavar="pci=...", help="boot parameters to assume in addition to the source's (repeatable)")
     s.add_argument("--sriov", metavar="PF", help="the SR-IOV physical function")
     s.add_argument("--vfs", type=int, metavar="N", help="how many VFs to enable")
@@ -742,8 +752,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="append an action (saved atomically)",
         description="ACTION is one of: bind BDF --driver NAME | unbind BDF | assign BDF --vm NAME [--group] | "
         "sriov PF --vfs N | mdev PARENT --type TYPE [--count N] [--vm NAME] | mdev-remove UUID | assign MDEV-UUID --vm NAME | hot-add PORT (--bar KIND:SIZE ... [--buses N] | "
-        "--from SOURCE[#BDF]) | "
-        "hot-remove BDF | trust PORT --external|--internal | kernel-param NAME=VALUE",
+        "--from SOURCE[#BDF]) [--hotplug acpi|native|shpchp] | "
+        "hot-remove BDF | trust PORT --external|--internal | kernel-param NAME=VALUE. "
+        "hot-add without --hotplug uses the slot's hotplug driver the source shows (acpiphp, pciehp); "
+        "where the source does not say, check computes each and the worst case counts",
     )
     ps.add_argument("plan", help="the plan file (YAML)")
     ps.add_argument("action", nargs=argparse.REMAINDER, help="the action and its arguments")

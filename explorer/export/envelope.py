@@ -2,11 +2,14 @@
 
 Every document is an object::
 
-    {"format": "pci-explorer/<kind>/<version>", "source": {...}, ...payload keys...}
+    {"format": "pci-explorer/<kind>/<version>", "source": {...}, "context": {...}, ...payload keys...}
 
 ``format`` names the kind of document and the version of its schema
 (``docs/schema/<kind>.schema.json``); ``source`` says which machine the answer is about
-(the same object ``tree --json`` has always carried). The payload's own keys follow.
+(the same object ``tree --json`` has always carried); ``context``, when the answer is about
+a loaded machine, is the kernel context every prediction read (kernel release and rule set,
+command line, IOMMU, slot hotplug drivers), each fact with where it came from. The
+payload's own keys follow.
 A version is raised only when a key changes meaning or disappears; new keys do not
 raise it. The kinds and their versions live here and nowhere else (docs/json.md).
 """
@@ -80,6 +83,11 @@ def envelope(kind: str, source: SourceInfo | Topology | Mapping[str, Any] | str 
     if "source" in payload:
         raise ValueError(f"payload of {kind!r} has a 'source' key: that key belongs to the envelope")
     doc: dict[str, Any] = {"format": fmt, "source": source_json(source)}
+    if isinstance(source, Topology) and "context" not in payload:
+        # The kernel context every prediction read (explorer.kernel.context), with provenance.
+        from ..kernel.context import source_context
+
+        doc["context"] = source_context(source).to_dict()
     doc.update((k, v) for k, v in payload.items() if k != "format")
     return doc
 

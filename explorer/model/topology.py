@@ -31,6 +31,14 @@ class SourceInfo:
     #: Firmware facts as (name, value), e.g. ("bios_version", "1.16.3"): the DMI
     #: ``/sys/class/dmi/id/bios_*`` files; () when the source does not say.
     firmware: tuple[tuple[str, str], ...] = ()
+    #: IOMMU units the kernel registered (``/sys/class/iommu`` names: dmar0, ivhd0, ...);
+    #: () known to be none, None unknown.
+    iommu_units: tuple[str, ...] | None = None
+    #: Where each context fact was read: (fact, file), e.g. ("kernel_cmdline", "proc/cmdline").
+    provenance: tuple[tuple[str, str], ...] = ()
+    #: Slot hotplug drivers read per bridge (also on ports' SlotInfo.hotplug_driver; this one
+    #: holds them for bridges with no slot capability of their own, e.g. a PCI bridge's slots).
+    slot_drivers: tuple[tuple[Address, str], ...] = ()
 
 
 class TopologyError(ValueError):

@@ -6,7 +6,8 @@ place outside ``root``.
 
 What it reads (and so what ``snapshot`` stores), relative to ``root``:
 ``sys/bus/pci/devices/*`` and the device directories they link to under
-``sys/devices/pci*``, ``sys/bus/pci/slots/*/address``, ``sys/kernel/iommu_groups``,
+``sys/devices/pci*``, ``sys/bus/pci/slots/*/address`` (and, in :mod:`.context`, the slots'
+``module`` links, ``sys/bus/pci_express/devices`` and ``sys/class/iommu``), ``sys/kernel/iommu_groups``,
 ``proc/iomem``, ``proc/ioports``, ``proc/cmdline``, the kernel release, the DMI
 BIOS vendor, version and date (``sys/class/dmi/id/bios_*``), (snapshots only) ``dmesg.txt``
 for the root buses' bus ranges, and mediated devices (``sys/class/mdev_bus``,
@@ -528,6 +529,15 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
             windows = tuple(io.get((dom, bus), [])) + tuple(mem.get((dom, bus), []))
         hbs.append(HostBridge(dom, bus, bus_ranges.get((dom, bus)), windows, owner))
 
+    from .context import read_sysfs_context, release_file
+
+    functions, context_kw = read_sysfs_context(r.root, functions, r.resolve_link)
+    provenance = [("kernel_release", release_file(r.root) or "")] if release else []
+    if r.read_text("proc/cmdline") is not None:
+        provenance.append(("kernel_cmdline", "proc/cmdline"))
+    if group_labels:
+        provenance.append(("group_types", "sys/kernel/iommu_groups/*/type"))
+    context_kw["provenance"] = tuple(provenance) + context_kw["provenance"]
     group_types = []
     for label in group_labels:
         t = r.read_text(f"sys/kernel/iommu_groups/{label}/type")
@@ -543,6 +553,7 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
         warnings=tuple(warnings),
         thunderbolt=read_thunderbolt(r),
         firmware=firmware(r),
+        **context_kw,
     )
     # Mediated devices (sources/mdev.py): parents, their types, active mdevs.
     from .mdev import read_mdev
