@@ -279,3 +279,25 @@ def test_no_hex_sizes_or_oversized_units_in_text(capsys, src):
         assert not re.search(r"size \d+[KMGT]\b", text)  # not the command-line form
         assert "(as the kernel reported it)" not in text or "unknown (as the kernel" not in text
         assert "physical unknown number" not in text and "Trust untrusted:" not in text
+
+
+def test_reported_groups_of_an_override_kernel_say_they_need_it():
+    """A kernel booted with pcie_acs_override reported smaller groups than a stock kernel forms."""
+    from dataclasses import replace
+
+    from explorer.export.groups import list_text
+    from explorer.model import Topology
+
+    t = load_source("builtin:switch-no-acs")
+    over = predict_groups(t, acs_override="downstream,multifunction")
+    fns = [replace(fn, iommu_group=over.group_of.get(fn.address, fn.iommu_group)) for fn in t]
+    src = replace(t.source, kernel_cmdline="quiet pcie_acs_override=downstream,multifunction")
+    booted = Topology.build(fns, t.host_bridges, src)
+    pred = predict_groups(booted)
+    assert pred.reported_override == "downstream,multifunction"
+    text = list_text(booted, pred, which="reported")
+    stock = predict_groups(t)
+    split = [m for m in booted.reported_groups.values() if len(stock.groups[stock.group_of[m[0]]]) > len(m)]
+    assert split
+    verdicts = [ln for ln in text.splitlines() if ln.startswith("  => ")]
+    assert sum("needs the ACS override (not isolated by hardware)" in v for v in verdicts) == len(split)

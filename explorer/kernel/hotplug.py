@@ -46,7 +46,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Union
 
-from ..model.units import format_size
+from ..model.units import format_size, human_size
 from ..model import (
     ABSENT,
     Address,
@@ -1309,7 +1309,7 @@ def _check_spec(spec: BarSpec, text: str | None = None) -> None:
         raise ValueError(f"bad BAR {what}: unknown kind {spec.kind!r} (expected one of {', '.join(_BAR_KINDS)})")
     size = spec.size
     if size <= 0 or size & (size - 1):
-        raise ValueError(f"bad BAR {what}: size {size:#x} is not a power of two (a BAR's size always is)")
+        raise ValueError(f"bad BAR {what}: size {human_size(size)} is not a power of two (a BAR's size always is)")
     if spec.kind == "io" and not 4 <= size <= 256:
         raise ValueError(f"bad BAR {what}: an I/O BAR is 4 to 256 bytes")
     if spec.kind == "rom" and size < 2048:
