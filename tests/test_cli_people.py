@@ -213,6 +213,8 @@ def test_thunderbolt_authorization_read_from_sysfs_and_kept_by_snapshots(unpacke
     assert tb["0-1"].authorized == 0 and tb["0-0"].is_host_router and tb["0-1"].device_name == "Core X"
     rc, out, _ = run(capsys, "trust", str(root))
     assert "0-1  Razer Core X: NOT authorized" in out and "security user" in out
+    rc, out, _ = run(capsys, "show", str(root), nhi)
+    assert "domain0: security user, IOMMU DMA protection on" in out
     # A snapshot keeps them.
     snap = tmp_path / "tb.tar.gz"
     capture(str(root), str(snap))

@@ -198,6 +198,10 @@ def device_trust_lines(t: Topology, fn: Function) -> list[str]:
     lines.append(f"  trust              {state} ({src}): {d['reason']}")
     for c in d["costs"]:
         lines.append(f"    costs: {c['what']}")
+    for tb in t.source.thunderbolt or ():
+        if tb.is_domain and tb.pci_device == fn.address:
+            dma = {True: "on", False: "off", None: "unknown"}[tb.iommu_dma_protection]
+            lines.append(f"  Thunderbolt        {tb.name}: security {tb.security or 'unknown'}, IOMMU DMA protection {dma}")
     return lines
 
 
