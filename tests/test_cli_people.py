@@ -303,3 +303,16 @@ def test_reported_groups_of_an_override_kernel_say_they_need_it():
     assert split
     verdicts = [ln for ln in text.splitlines() if ln.startswith("  => ")]
     assert sum("needs the ACS override (not isolated by hardware)" in v for v in verdicts) == len(split)
+
+
+def test_thunderbolt_facts_round_trip_through_yaml(unpacked, tmp_path):
+    from explorer.sources.yaml_topology import dump_yaml, load_yaml_text
+
+    root = tmp_path / "tb"
+    shutil.copytree(unpacked("base"), root, symlinks=True)
+    _add_thunderbolt(root, sorted(os.listdir(root / "sys" / "bus" / "pci" / "devices"))[-1])
+    t = load_sysfs(root)
+    text = dump_yaml(t)
+    assert "thunderbolt:" in text
+    assert load_yaml_text(text).source.thunderbolt == t.source.thunderbolt
+    assert "thunderbolt:" not in dump_yaml(load_sysfs(unpacked("base")))

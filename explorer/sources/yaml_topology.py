@@ -181,7 +181,7 @@ _UNKNOWN = _Unknown()
 
 _TOP_KEYS = (
     "pci-explorer", "description", "kernel-release", "kernel-cmdline", "iommu-present",
-    "group-types", "defaults", "host-bridges", "devices",
+    "group-types", "defaults", "host-bridges", "devices", "thunderbolt",
 )
 _HB_KEYS = ("root-bus", "bus-range", "windows", "vmd-owner", "devices")
 _VMD_KEYS = ("domain", "root-bus", "bus-range", "windows", "devices")
@@ -428,6 +428,10 @@ class _Parser:
                 self.function(fn_node, _Ctx(domain=0, top_level=True), f"devices[{i}]")
 
         self.cross_checks()
+        thunderbolt = None
+        if "thunderbolt" in top and not self.is_null(top["thunderbolt"][1]):
+            thunderbolt = tuple(self.thunderbolt_device(n, f"thunderbolt[{i}]")
+                                for i, n in enumerate(self.sequence(top["thunderbolt"][1], "thunderbolt", "Thunderbolt devices")))
         source = SourceInfo(
             kind="yaml",
             location=self.path,
@@ -437,8 +441,39 @@ class _Parser:
             iommu_present=iommu,
             group_types=tuple(group_types),
             warnings=tuple(self.warnings),
+            thunderbolt=thunderbolt,
         )
         return Topology.build(self.functions, self.host_bridges, source)
+
+    def thunderbolt_device(self, node: Node, field: str) -> "ThunderboltDevice":
+        """One ``thunderbolt:`` entry: /sys/bus/thunderbolt/devices/NAME (docs/yaml-format.md)."""
+        from ..model.thunderbolt import ThunderboltDevice
+
+        keys = ("name", "authorized", "security", "iommu-dma-protection", "vendor-name", "device-name", "pci-device")
+        m = self.mapping(node, field, keys, "a Thunderbolt device")
+        if "name" not in m:
+            raise self.err(node, "a Thunderbolt device needs its name (domain0, 0-0, 0-1, ...)", field)
+
+        def get(key: str, parse: Callable[[Node, str], Any]) -> Any:
+            if key not in m or self.is_null(m[key][1]):
+                return None
+            return parse(m[key][1], f"{field}.{key}")
+
+        pci = get("pci-device", self.text)
+        if pci is not None:
+            try:
+                pci = Address.parse(pci)
+            except AddressError as e:
+                raise self.err(m["pci-device"][1], str(e), f"{field}.pci-device") from None
+        return ThunderboltDevice(
+            name=get("name", self.text),
+            authorized=get("authorized", lambda n, f: self.int(n, f, 0, 2)),
+            security=get("security", self.text),
+            iommu_dma_protection=get("iommu-dma-protection", self.bool),
+            vendor_name=get("vendor-name", self.text),
+            device_name=get("device-name", self.text),
+            pci_device=pci,
+        )
 
     def cross_checks(self) -> None:
         by_addr = {f.address: f for f in self.functions}
@@ -1539,6 +1574,17 @@ class _Writer:
             doc["host-bridges"] = [self.host_bridge(hb, nested=False) for hb in self.hb_top]
         if self.top:
             doc["devices"] = [self.entry(a, True, False) for a in sorted(self.top)]
+        if src.thunderbolt is not None:
+            doc["thunderbolt"] = [
+                {k: v for k, v in (
+                    ("name", _s(d.name)), ("authorized", d.authorized), ("security", None if d.security is None else _s(d.security)),
+                    ("iommu-dma-protection", d.iommu_dma_protection),
+                    ("vendor-name", None if d.vendor_name is None else _Q(d.vendor_name)),
+                    ("device-name", None if d.device_name is None else _Q(d.device_name)),
+                    ("pci-device", None if d.pci_device is None else _Q(str(d.pci_device))),
+                ) if v is not None}
+                for d in src.thunderbolt
+            ]
         return doc
 
 
