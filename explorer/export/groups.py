@@ -230,6 +230,8 @@ def group_verdict(t: Topology, members: tuple, stock: GroupPrediction | None = N
         bridge_note = (f" (bridge{'s' if len(bridges) > 1 else ''} {', '.join(_addr_short(b.address) for b in bridges)} "
                        f"stay{'' if len(bridges) > 1 else 's'} with the host)")
     if not ends:
+        if all(f.class_code is not None and (f.class_code >> 8) == 0x0600 for f in bridges):
+            return prefix + "the host bridge: nothing to pass through"
         return prefix + "bridges only: nothing to pass through"
     crit = [(f, host_critical(f)) for f in ends]
     crit = [(f, why) for f, why in crit if why]
@@ -239,7 +241,11 @@ def group_verdict(t: Topology, members: tuple, stock: GroupPrediction | None = N
                 + (f" (the group also holds {', '.join(_short(t, f.address) for f in ends if f not in chipset)})" if len(ends) > len(chipset) else ""))
     crit_note = ""
     if crit:
-        crit_note = "; host-critical: " + ", ".join(f"{_addr_short(f.address)} is {why}" for f, why in crit)
+        by_why: dict[str, list[str]] = {}
+        for f, why in crit:
+            by_why.setdefault(why, []).append(_addr_short(f.address))
+        crit_note = "; host-critical: " + "; ".join(
+            f"{addrs[0]} is {why}" if len(addrs) == 1 else f"{', '.join(addrs)} are each {why}" for why, addrs in by_why.items())
     if len(devices) == 1:
         what = "alone" if len(ends) == 1 else f"one device ({len(ends)} functions, passed through together)"
         return f"{prefix}{what}: can be passed through{bridge_note}{crit_note}"

@@ -20,8 +20,9 @@ from .envelope import envelope
 COST_KEYS = ("no-ats", "swiotlb-bounce", "strict-iotlb")
 
 DMA_RESTRICTION = (
-    "the IOMMU can never be bypassed for it: iommu=pt and identity domains do not apply to its "
-    "group, and the Thunderbolt driver relies on this for Kernel DMA Protection"
+    "always translated: whatever the command line says (iommu=pt), its group gets a DMA domain, and a driver "
+    "asking for an identity domain is refused (drivers/iommu/iommu.c iommu_get_default_domain_type: "
+    "'Device is not trusted ... refusing to probe')"
 )
 
 
@@ -84,7 +85,7 @@ def _costs(t: Topology, fn: Function, tr: Trust) -> list[dict[str, Any]]:
     }
     for key, text in zip(COST_KEYS, COSTS):
         out.append({"cost": key, "what": text, "here": note[key]})
-    out.append({"cost": "dma-restricted", "what": DMA_RESTRICTION, "here": "its group's default domain is DMA (strict), never identity"})
+    out.append({"cost": "dma-restricted", "what": DMA_RESTRICTION, "here": "its whole IOMMU group is affected"})
     return out
 
 
@@ -197,6 +198,10 @@ def device_trust_lines(t: Topology, fn: Function) -> list[str]:
     lines.append(f"  trust              {state} ({src}): {d['reason']}")
     for c in d["costs"]:
         lines.append(f"    costs: {c['what']}")
+    for tb in t.source.thunderbolt or ():
+        if tb.is_domain and tb.pci_device == fn.address:
+            dma = {True: "on", False: "off", None: "unknown"}[tb.iommu_dma_protection]
+            lines.append(f"  Thunderbolt        {tb.name}: security {tb.security or 'unknown'}, IOMMU DMA protection {dma}")
     return lines
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from ..model import ABSENT, Address, Function, PcieType, present
+from ..model.units import human_size
 from .actions import DMA_MANAGED_DRIVERS, VFIO_DRIVERS, Assign, Bind, HotAdd, Sriov, Unbind
 from .apply import Simulation, class_base, class_sub, is_host_driver, merged_cmdline
 
@@ -534,7 +535,7 @@ def _sriov_space(ctx: Context, pf: Function, action: Sriov, i: int) -> Iterator[
     for b in pf.vf_bars:
         if b.size and b.total_size is not None and b.size * action.vfs > b.total_size:
             yield ctx.finding("SRIOV-BARS", ERROR,
-                              f"{action.pf}'s VF BAR {b.index} holds {b.total_size // b.size} VFs of {b.size:#x} bytes, not {action.vfs}",
+                              f"{action.pf}'s VF BAR {b.index} holds {b.total_size // b.size} VFs of {human_size(b.size)}, not {action.vfs}",
                               [action.pf], "drivers/pci/iov.c sriov_init (IOV resource = VF BAR size x TotalVFs)", i)
 
 

@@ -195,7 +195,7 @@ _UNKNOWN = _Unknown()
 
 _TOP_KEYS = (
     "pci-explorer", "description", "kernel-release", "kernel-cmdline", "iommu-present",
-    "group-types", "defaults", "host-bridges", "devices", "firmware", "mdev",
+    "group-types", "defaults", "host-bridges", "devices", "firmware", "mdev", "thunderbolt",
 )
 #: ``firmware:`` keys and the SourceInfo.firmware names they stand for (DMI bios_*).
 _FIRMWARE_KEYS = {"bios-vendor": "bios_vendor", "bios-version": "bios_version", "bios-date": "bios_date"}
@@ -460,6 +460,10 @@ class _Parser:
             from .yaml_mdev import parse as parse_mdev  # the mdev: section (sources/yaml_mdev.py)
 
             mdev = parse_mdev(self, top["mdev"][1], {f.address: f for f in self.functions})
+        thunderbolt = None
+        if "thunderbolt" in top and not self.is_null(top["thunderbolt"][1]):
+            thunderbolt = tuple(self.thunderbolt_device(n, f"thunderbolt[{i}]")
+                                for i, n in enumerate(self.sequence(top["thunderbolt"][1], "thunderbolt", "Thunderbolt devices")))
         source = SourceInfo(
             kind="yaml",
             location=self.path,
@@ -470,8 +474,39 @@ class _Parser:
             group_types=tuple(group_types),
             warnings=tuple(self.warnings),
             firmware=tuple(sorted(firmware, key=lambda kv: list(_FIRMWARE_KEYS.values()).index(kv[0]))),
+            thunderbolt=thunderbolt,
         )
         return Topology.build(self.functions, self.host_bridges, source, mdev)
+
+    def thunderbolt_device(self, node: Node, field: str) -> "ThunderboltDevice":
+        """One ``thunderbolt:`` entry: /sys/bus/thunderbolt/devices/NAME (docs/yaml-format.md)."""
+        from ..model.thunderbolt import ThunderboltDevice
+
+        keys = ("name", "authorized", "security", "iommu-dma-protection", "vendor-name", "device-name", "pci-device")
+        m = self.mapping(node, field, keys, "a Thunderbolt device")
+        if "name" not in m:
+            raise self.err(node, "a Thunderbolt device needs its name (domain0, 0-0, 0-1, ...)", field)
+
+        def get(key: str, parse: Callable[[Node, str], Any]) -> Any:
+            if key not in m or self.is_null(m[key][1]):
+                return None
+            return parse(m[key][1], f"{field}.{key}")
+
+        pci = get("pci-device", self.text)
+        if pci is not None:
+            try:
+                pci = Address.parse(pci)
+            except AddressError as e:
+                raise self.err(m["pci-device"][1], str(e), f"{field}.pci-device") from None
+        return ThunderboltDevice(
+            name=get("name", self.text),
+            authorized=get("authorized", lambda n, f: self.int(n, f, 0, 2)),
+            security=get("security", self.text),
+            iommu_dma_protection=get("iommu-dma-protection", self.bool),
+            vendor_name=get("vendor-name", self.text),
+            device_name=get("device-name", self.text),
+            pci_device=pci,
+        )
 
     def cross_checks(self) -> None:
         by_addr = {f.address: f for f in self.functions}
@@ -1587,6 +1622,17 @@ class _Writer:
         mdev = dump_mdev(self.t)
         if mdev is not None:
             doc["mdev"] = mdev
+        if src.thunderbolt is not None:
+            doc["thunderbolt"] = [
+                {k: v for k, v in (
+                    ("name", _s(d.name)), ("authorized", d.authorized), ("security", None if d.security is None else _s(d.security)),
+                    ("iommu-dma-protection", d.iommu_dma_protection),
+                    ("vendor-name", None if d.vendor_name is None else _Q(d.vendor_name)),
+                    ("device-name", None if d.device_name is None else _Q(d.device_name)),
+                    ("pci-device", None if d.pci_device is None else _Q(str(d.pci_device))),
+                ) if v is not None}
+                for d in src.thunderbolt
+            ]
         return doc
 
 

@@ -263,13 +263,8 @@ def device_details(a: Analysis, addr: Address) -> Text:
         out.append(f"{label}: {len(pred.groups[label])} device(s)\n")
         for line in pred.explanations.get(label, []):
             out.append(f"  {line}\n")
+    # Trust, where it came from and its costs are part of render_device (as `show` prints them).
     tr = a.trust.get(addr)
-    if tr is not None:
-        out.append("\nTrust ", style="bold")
-        state = "untrusted" if tr.untrusted else ("trusted" if tr.untrusted is False else "unknown")
-        out.append(f"{state}: {tr.reason}\n", style="bold red" if tr.untrusted else "")
-        for c in tr.costs:
-            out.append(f"  costs: {c}\n", style="red")
     fn = t.functions[addr]
     from ..kernel.ats import features
 

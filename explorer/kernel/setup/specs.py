@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Union
 
 from ...model import Address, BarKind
-from ...model.units import format_size
+from ...model.units import format_size, human_size
 from ..resources import parse_size
 from .simulator import (
     DEFAULT_HOTPLUG_BUS_SIZE,
@@ -76,7 +76,7 @@ def _check_spec(spec: BarSpec, text: str | None = None) -> None:
         raise ValueError(f"bad BAR {what}: unknown kind {spec.kind!r} (expected one of {', '.join(_BAR_KINDS)})")
     size = spec.size
     if size <= 0 or size & (size - 1):
-        raise ValueError(f"bad BAR {what}: size {size:#x} is not a power of two (a BAR's size always is)")
+        raise ValueError(f"bad BAR {what}: size {human_size(size)} is not a power of two (a BAR's size always is)")
     if spec.kind == "io" and not 4 <= size <= 256:
         raise ValueError(f"bad BAR {what}: an I/O BAR is 4 to 256 bytes")
     if spec.kind == "rom" and size < 2048:
