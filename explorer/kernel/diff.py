@@ -534,6 +534,11 @@ class _Differ:
             for what in sorted(ro.keys() | rn.keys(), key=_res_order):
                 a = ro.get(what)
                 b = rn.get(what)
+                if (a is None and b == "unassigned") or (a == "unassigned" and b is None):
+                    # A source that lists only assigned BARs (lspci text, the kernel's summaries)
+                    # cannot tell an unassigned BAR from none: unknown, not a change.
+                    self.unknown("resources", what, a if a == "unassigned" else None, str(m.new))
+                    continue
                 if a is _UNKNOWN or b is _UNKNOWN:
                     if not (a is _UNKNOWN and b is _UNKNOWN) and not (a is None and b is _UNKNOWN) and not (a is _UNKNOWN and b is None):
                         self.unknown("resources", what, a, str(m.new))
