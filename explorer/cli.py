@@ -295,11 +295,43 @@ def cmd_check(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     t = _plan_topology(plan, args.source)
     findings = check(plan, t)
+    changes = _drift_changes(plan, t, args.source) if any(f.code == "DRIFT" for f in findings) else None
+    if changes:
+        from dataclasses import replace
+
+        from .export.diff import changes_inline
+
+        detail = changes_inline(changes)
+        findings = [replace(f, message=f"{f.message}. What changed for the plan's devices: {detail}")
+                    if f.code == "DRIFT" else f for f in findings]
     if args.json:
-        _print_json(check_json(plan, t))
+        from .plan import findings_json
+
+        doc = findings_json(findings, plan)
+        if changes is not None:
+            doc["changes"] = [{"section": c.section, **c.data, "text": c.text} for c in changes]
+        _print_json(doc)
     else:
         print(render_findings(findings))
     return 1 if has_errors(findings) else 0
+
+
+def _drift_changes(plan, t: Topology, source: str | None) -> list:
+    """The diff entries, from the machine the plan was made for to ``t``, that touch the
+    plan's devices (the plan's own source when it still loads and matches it, else its
+    fingerprint)."""
+    from .export.diff import plan_drift_changes
+    from .plan import drift
+
+    old = None
+    if source is not None and plan.source.spec:
+        try:
+            cand = _load(plan.source.spec)
+        except (SourceError, OSError, ValueError):
+            cand = None
+        if cand is not None and not drift(plan, cand):
+            old = cand
+    return plan_drift_changes(plan, t, old)[1]
 
 
 def cmd_export(args: argparse.Namespace) -> int:

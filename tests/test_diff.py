@@ -352,3 +352,33 @@ def test_parse_only():
     assert parse_only("groups,devices") == ("devices", "groups")
     with pytest.raises(ValueError):
         parse_only("devices,nope")
+
+
+# ---- check PLAN --source NEW: the drift lists what changed for the plan's devices ----------------------
+def test_check_drift_lists_the_changes_to_the_plans_devices(tmp_path, capsys):
+    old_p = BOOT / "6.1" / "boot-busnum-none.tar.gz"
+    new_p = BOOT / "6.1" / "boot-busnum-assign-busses.tar.gz"
+    nic = "8086", "10d3"
+    old_nic = next(x.bdf for x in parse_summary(_summary_of(old_p)).values() if (x.vendor, x.device) == nic)
+    new_nic = next(x.bdf for x in parse_summary(_summary_of(new_p)).values() if (x.vendor, x.device) == nic)
+    assert old_nic != new_nic
+    copy = tmp_path / "machine.tar.gz"
+    shutil.copy(old_p, copy)
+    plan = tmp_path / "plan.yaml"
+    assert main(["plan", "new", str(copy), "-o", str(plan)]) == 0
+    assert main(["plan", "add", str(plan), "assign", old_nic, "--vm", "vm1"]) == 0
+    capsys.readouterr()
+    assert main(["check", str(plan), "--source", str(new_p)]) == 1
+    out = capsys.readouterr().out
+    assert "DRIFT" in out and f"moved {old_nic} -> {new_nic}" in out
+    assert main(["check", str(plan), "--source", str(new_p), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["drift"] is True
+    moved = [c for c in doc["changes"] if c.get("change") == "moved"]
+    assert [(c["from"], c["to"]) for c in moved] == [(old_nic, new_nic)]
+    # only the plan's device: the switch ports that moved too are not listed
+    assert all(old_nic in json.dumps(c) or new_nic in json.dumps(c) for c in doc["changes"])
+    # without the plan's own source, its fingerprint stands for the old machine
+    copy.unlink()
+    assert main(["check", str(plan), "--source", str(new_p)]) == 1
+    assert f"moved {old_nic} -> {new_nic}" in capsys.readouterr().out
