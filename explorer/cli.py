@@ -491,6 +491,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     source = args.source
     notice = None
     plan = None
+    compare = _load(args.compare) if getattr(args, "compare", None) else None
     plan_path = getattr(args, "plan", None)
     if plan_path:
         from .plan import load_plan
@@ -516,7 +517,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
             detect_kind(source)
         from .ui.app import ExplorerApp
 
-        ExplorerApp(source=source, notice=notice).run()
+        ExplorerApp(source=source, notice=notice, compare=compare).run()
         return 0
     topology = _load(source)
     if notice:
@@ -535,7 +536,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
         stop = drift(plan, topology)
         if stop:
             print(f"{PROG}: warning: {plan_path} does not match this source; the app shows the DRIFT finding", file=sys.stderr)
-    ExplorerApp(topology, notice=notice, plan=plan, plan_path=plan_path, source=source).run()
+    ExplorerApp(topology, notice=notice, plan=plan, plan_path=plan_path, source=source, compare=compare).run()
     return 0
 
 
@@ -553,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("tui", help="open the interactive explorer (the default)")
     s.add_argument("source", nargs="?", help=SOURCE_HELP)
     s.add_argument("--plan", metavar="PLAN.yaml", help="open with this plan (its source, unless SOURCE is given)")
+    s.add_argument("--compare", metavar="OLD", help="mark what changed since OLD (another source of the same machine)")
     s.set_defaults(func=cmd_tui)
 
     s = sub.add_parser("tree", help="print a machine's PCI tree")
