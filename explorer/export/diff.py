@@ -8,7 +8,7 @@ JSON (``pci-explorer/diff/1``, docs/json.md)::
      "devices": {"added": [BDF], "removed": [BDF], "moved": [{"from", "to", "by"}],
                  "changed": [{"bdf", "what", "old", "new"}], "matched": {"<how>": count}},
      "groups": [{"devices": [BDF], "old": label|null, "new": label|null, "change", "why", "old_group", "new_group"}],
-     "group_basis": "reported"|"predicted",
+     "group_labels": [{"devices", "old", "new"}], "group_basis": "reported"|"predicted",
      "resources": [{"bdf", "what": "io"|"mem"|"pref"|"bar N"|"rom"|"vf-bar N"|"bus", "old": [start, end]|null,
                     "new": [start, end]|null, "change"}],
      "drivers": [{"bdf", "what": "driver"|"driver_override", "old", "new"}],
@@ -89,10 +89,14 @@ def diff_json(diff: Diff, sections: Iterable[str] = SECTIONS) -> dict[str, Any]:
                 "changed": [{k: v for k, v in d.items() if k != "change"} for d in items if d["change"] == "changed"],
                 "matched": dict(Counter(m.by for m in diff.matches)),
             }
+        elif sec == "groups":
+            # Membership changes; a group whose devices stayed together under a new number is
+            # listed apart (the same partition, another label).
+            doc["groups"] = [d for d in items if d["change"] != "renumbered"]
+            doc["group_labels"] = [{k: d[k] for k in ("devices", "old", "new")} for d in items if d["change"] == "renumbered"]
+            doc["group_basis"] = diff.group_basis
         else:
             doc[sec] = items
-        if sec == "groups":
-            doc["group_basis"] = diff.group_basis
     doc["unknown"] = [u.to_json() for u in diff.unknowns if u.section in sections]
     doc["notes"] = list(diff.notes)
     return doc
