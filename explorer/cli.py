@@ -527,6 +527,12 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
         print("(not a terminal: printing the tree; run pci-explorer in a terminal for the interactive app)", file=sys.stderr)
         print(render_tree(topology))
+        if compare is not None:
+            from .export.diff import diff_text
+            from .kernel.diff import diff_topologies
+
+            print()
+            print(diff_text(diff_topologies(compare, topology)))
         return 0
     from .ui.app import ExplorerApp
 

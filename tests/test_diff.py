@@ -382,3 +382,14 @@ def test_check_drift_lists_the_changes_to_the_plans_devices(tmp_path, capsys):
     copy.unlink()
     assert main(["check", str(plan), "--source", str(new_p)]) == 1
     assert f"moved {old_nic} -> {new_nic}" in capsys.readouterr().out
+
+
+def test_tui_compare_outside_a_terminal_prints_tree_and_diff(capsys, tmp_path):
+    pre = str(QEMU / "hotplug-native-default-1g.pre.tar.gz")
+    post = str(QEMU / "hotplug-native-default-1g.tar.gz")
+    assert main(["tui", post, "--compare", pre]) == 0
+    out = capsys.readouterr().out
+    assert "added 0000:01:00.0" in out and "prefetchable window grew" in out
+    missing = tmp_path / "nope.tar.gz"
+    assert main(["tui", post, "--compare", str(missing)]) == 2
+    assert "nope.tar.gz" in capsys.readouterr().err

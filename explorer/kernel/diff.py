@@ -38,7 +38,7 @@ from typing import Any, Iterable
 from ..model import ABSENT, Address, Bar, Function, Topology, Window, acs_flags_str, present
 from ..model.device import WindowKind
 from .acs import verdicts
-from .groups import GroupPrediction, predict_groups
+from .groups import GroupPrediction, acs_override_in_cmdline, predict_groups
 
 __all__ = [
     "SECTIONS", "Change", "Diff", "Match", "Unknown", "diff_topologies", "match_devices", "source_context",
@@ -146,15 +146,17 @@ class Diff:
             out.update((a, "added") for a in self.added)
         else:
             out.update((a, "removed") for a in self.removed)
-        touched: set[Address] = set()
+        touched_old: set[Address] = set()
+        touched_new: set[Address] = set()
         for c in self.changes:
             if c.section != "context":
-                touched.update(c.addresses)
+                touched_old.update(c.old_addresses)
+                touched_new.update(c.new_addresses)
         for m in self.matches:
             here = m.new if side == "new" else m.old
             if m.moved:
                 out[here] = "moved"
-            elif m.old in touched or m.new in touched:
+            elif m.old in touched_old or m.new in touched_new:
                 out[here] = "changed"
         return out
 
@@ -814,6 +816,11 @@ class _Differ:
             po = self.new_of.get(fo.parent) if fo.parent is not None else None
             if po != fn.parent and not (fo.parent is None and fn.parent is None):
                 causes.append(f"{k[1]} is now below {fn.parent or 'the root bus'} (was below {fo.parent or 'the root bus'})")
+        ovr_o = acs_override_in_cmdline(old.source.kernel_cmdline)
+        ovr_n = acs_override_in_cmdline(new.source.kernel_cmdline)
+        if ovr_o != ovr_n and old.source.kernel_cmdline is not None and new.source.kernel_cmdline is not None:
+            causes.append(f"the kernel now runs with pcie_acs_override={ovr_n} (an out-of-tree patch)" if ovr_n else
+                          f"the kernel no longer runs with pcie_acs_override={ovr_o}")
         if not causes:
             pred_same = self._predicted_same(ks)
             if pred_same and self.basis == "reported":
