@@ -424,11 +424,43 @@ def cmd_check(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     t = _plan_topology(plan, args.source)
     findings = check(plan, t)
+    changes = _drift_changes(plan, t, args.source) if any(f.code == "DRIFT" for f in findings) else None
+    if changes:
+        from dataclasses import replace
+
+        from .export.diff import changes_inline
+
+        detail = changes_inline(changes)
+        findings = [replace(f, message=f"{f.message}. What changed for the plan's devices: {detail}")
+                    if f.code == "DRIFT" else f for f in findings]
     if args.json:
-        _print_json(envelope("check", t, check_json(plan, t)))
+        from .plan import findings_json
+
+        doc = findings_json(findings, plan)
+        if changes is not None:
+            doc["changes"] = [{"section": c.section, **c.data, "text": c.text} for c in changes]
+        _print_json(envelope("check", t, doc))
     else:
         print(render_findings(findings))
     return 1 if has_errors(findings) else 0
+
+
+def _drift_changes(plan, t: Topology, source: str | None) -> list:
+    """The diff entries, from the machine the plan was made for to ``t``, that touch the
+    plan's devices (the plan's own source when it still loads and matches it, else its
+    fingerprint)."""
+    from .export.diff import plan_drift_changes
+    from .plan import drift
+
+    old = None
+    if source is not None and plan.source.spec:
+        try:
+            cand = _load(plan.source.spec)
+        except (SourceError, OSError, ValueError):
+            cand = None
+        if cand is not None and not drift(plan, cand):
+            old = cand
+    return plan_drift_changes(plan, t, old)[1]
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -609,6 +641,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     source = args.source
     notice = None
     plan = None
+    compare = _load(args.compare) if getattr(args, "compare", None) else None
     plan_path = getattr(args, "plan", None)
     if plan_path:
         from .plan import load_plan
@@ -634,7 +667,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
             detect_kind(source)
         from .ui.app import ExplorerApp
 
-        ExplorerApp(source=source, notice=notice).run()
+        ExplorerApp(source=source, notice=notice, compare=compare).run()
         return 0
     topology = _load(source)
     if notice:
@@ -644,6 +677,12 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
         print("(not a terminal: printing the tree; run pci-explorer in a terminal for the interactive app)", file=sys.stderr)
         print(clean(render_tree(topology)))
+        if compare is not None:
+            from .export.diff import diff_text
+            from .kernel.diff import diff_topologies
+
+            print()
+            print(clean(diff_text(diff_topologies(compare, topology))))
         return 0
     from .ui.app import ExplorerApp
 
@@ -653,7 +692,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
         stop = drift(plan, topology)
         if stop:
             print(f"{PROG}: warning: {plan_path} does not match this source; the app shows the DRIFT finding", file=sys.stderr)
-    ExplorerApp(topology, notice=notice, plan=plan, plan_path=plan_path, source=source).run()
+    ExplorerApp(topology, notice=notice, plan=plan, plan_path=plan_path, source=source, compare=compare).run()
     return 0
 
 
@@ -671,6 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("tui", help="open the interactive explorer (the default)")
     s.add_argument("source", nargs="?", help=SOURCE_HELP)
     s.add_argument("--plan", metavar="PLAN.yaml", help="open with this plan (its source, unless SOURCE is given)")
+    s.add_argument("--compare", metavar="OLD", help="mark what changed since OLD (another source of the same machine)")
     s.set_defaults(func=cmd_tui)
 
     s = sub.add_parser("tree", help="print a machine's PCI tree")

@@ -8,7 +8,7 @@ JSON (``pci-explorer/diff/1``, docs/json.md)::
      "devices": {"added": [BDF], "removed": [BDF], "moved": [{"from", "to", "by"}],
                  "changed": [{"bdf", "what", "old", "new"}], "matched": {"<how>": count}},
      "groups": [{"devices": [BDF], "old": label|null, "new": label|null, "change", "why", "old_group", "new_group"}],
-     "group_basis": "reported"|"predicted",
+     "group_labels": [{"devices", "old", "new"}], "group_basis": "reported"|"predicted",
      "resources": [{"bdf", "what": "io"|"mem"|"pref"|"bar N"|"rom"|"vf-bar N"|"bus", "old": [start, end]|null,
                     "new": [start, end]|null, "change"}],
      "drivers": [{"bdf", "what": "driver"|"driver_override", "old", "new"}],
@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Iterable
 
-from ..kernel.diff import SECTIONS, Change, Diff
-from ..model import Topology
+from ..kernel.diff import SECTIONS, Change, Diff, diff_topologies
+from ..model import Address, Capabilities, Function, SourceInfo, SriovCap, Topology
 
 FORMAT = "pci-explorer/diff/1"
 
@@ -89,10 +89,14 @@ def diff_json(diff: Diff, sections: Iterable[str] = SECTIONS) -> dict[str, Any]:
                 "changed": [{k: v for k, v in d.items() if k != "change"} for d in items if d["change"] == "changed"],
                 "matched": dict(Counter(m.by for m in diff.matches)),
             }
+        elif sec == "groups":
+            # Membership changes; a group whose devices stayed together under a new number is
+            # listed apart (the same partition, another label).
+            doc["groups"] = [d for d in items if d["change"] != "renumbered"]
+            doc["group_labels"] = [{k: d[k] for k in ("devices", "old", "new")} for d in items if d["change"] == "renumbered"]
+            doc["group_basis"] = diff.group_basis
         else:
             doc[sec] = items
-        if sec == "groups":
-            doc["group_basis"] = diff.group_basis
     doc["unknown"] = [u.to_json() for u in diff.unknowns if u.section in sections]
     doc["notes"] = list(diff.notes)
     return doc
@@ -146,6 +150,18 @@ def diff_text(diff: Diff, sections: Iterable[str] = SECTIONS) -> str:
     return "\n".join(lines)
 
 
+def changes_inline(changes: list[Change], limit: int = 12) -> str:
+    """Changes on one line, ``; ``-separated (a finding's message)."""
+    parts = []
+    for c in changes[:limit]:
+        head, _, why = c.text.partition("\n    why: ")
+        causes = why.split(". before: ")[0].split(". now: ")[0]
+        parts.append(f"{head}, because {causes}" if causes else head)
+    if len(changes) > limit:
+        parts.append(f"and {len(changes) - limit} more")
+    return "; ".join(parts)
+
+
 def changes_text(changes: list[Change], limit: int = 20) -> str:
     """A few changes as short lines (the drift message of ``check``)."""
     out = [f"  {c.section}: {c.text}" for c in changes[:limit]]
@@ -154,4 +170,66 @@ def changes_text(changes: list[Change], limit: int = 20) -> str:
     return "\n".join(out)
 
 
-__all__ = ["FORMAT", "changes_text", "diff_json", "diff_text", "differs", "parse_only", "selected"]
+# ---- a plan against a changed machine ---------------------------------------------------------
+def plan_addresses(plan: Any, topology: Topology | None = None) -> set[Address]:
+    """The devices a plan's actions name (with their IOMMU groups in ``topology`` for
+    ``--group`` actions); every fingerprinted device when the plan has no actions."""
+    out: set[Address] = set()
+    for a in plan.actions:
+        for name in ("device", "pf", "parent", "port"):
+            v = getattr(a, name, None)
+            if isinstance(v, Address):
+                out.add(v)
+        dev = getattr(a, "device", None)
+        if getattr(a, "group", False) and topology is not None and dev is not None:
+            fn = topology.get(dev)
+            if fn is not None and isinstance(fn.iommu_group, str):
+                out.update(topology.reported_groups.get(fn.iommu_group, ()))
+    if not plan.actions:
+        out.update(d.address for d in plan.devices)
+    return out
+
+
+def fingerprint_topology(plan: Any) -> Topology:
+    """The machine as the plan recorded it (identity, driver, override, VF count of each
+    device; everything else unknown), to compare a changed machine with."""
+    fns = []
+    for d in plan.devices:
+        vendor = device = sub_v = sub_d = None
+        if d.vendor_device:
+            vendor, device = (int(x, 16) for x in d.vendor_device.split(":"))
+        if d.subsystem:
+            sub_v, sub_d = (int(x, 16) for x in d.subsystem.split(":"))
+        caps = Capabilities(dsn=d.serial, sriov=SriovCap(num_vfs=d.num_vfs) if d.num_vfs is not None else None)
+        fns.append(Function(
+            address=d.address, vendor_id=vendor, device_id=device, subsystem_vendor_id=sub_v,
+            subsystem_device_id=sub_d, class_code=int(d.class_code, 16) if d.class_code else None, caps=caps,
+            driver=d.driver, driver_override=d.override, is_virtfn=d.is_vf or None,
+        ))
+    src = plan.source
+    info = SourceInfo("plan", plan.path or src.spec or "<plan>", kernel_release=src.kernel_release,
+                      kernel_cmdline=src.kernel_cmdline)
+    return Topology.build(fns, (), info)
+
+
+def plan_drift_changes(plan: Any, new: Topology, old: Topology | None = None) -> tuple[Diff, list[Change]]:
+    """What changed for the plan's devices between the machine the plan was made for and
+    ``new``. ``old`` is the plan's own source when it still loads and still matches the
+    plan; else the plan's fingerprint stands for it (devices, drivers and SR-IOV only)."""
+    if old is None:
+        base = fingerprint_topology(plan)
+        sections: tuple[str, ...] = ("devices", "drivers", "sriov")
+    else:
+        base = old
+        sections = SECTIONS
+    d = diff_topologies(base, new)
+    want = plan_addresses(plan, base)
+    # the plan names the addresses of the machine it was made for (OLD)
+    touched = [c for c in d.touching(want, "old") if c.section in sections and c.section != "context"]
+    return d, touched
+
+
+__all__ = [
+    "FORMAT", "changes_inline", "changes_text", "diff_json", "diff_text", "differs", "fingerprint_topology", "parse_only",
+    "plan_addresses", "plan_drift_changes", "selected",
+]

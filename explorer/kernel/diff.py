@@ -38,7 +38,7 @@ from typing import Any, Iterable
 from ..model import ABSENT, Address, Bar, Function, Topology, Window, acs_flags_str, present
 from ..model.device import WindowKind
 from .acs import verdicts
-from .groups import GroupPrediction, predict_groups
+from .groups import GroupPrediction, acs_override_in_cmdline, predict_groups
 
 __all__ = [
     "SECTIONS", "Change", "Diff", "Match", "Unknown", "diff_topologies", "match_devices", "source_context",
@@ -71,12 +71,18 @@ class Match:
 @dataclass(frozen=True)
 class Change:
     """One difference. ``data`` is its JSON object (the section's list item); ``text`` one
-    line for people; ``addresses`` every device it touches, on either side."""
+    line for people; ``old_addresses`` and ``new_addresses`` the devices it touches on
+    each side."""
 
     section: str
     data: dict[str, Any]
     text: str
-    addresses: tuple[Address, ...] = ()
+    old_addresses: tuple[Address, ...] = ()
+    new_addresses: tuple[Address, ...] = ()
+
+    @property
+    def addresses(self) -> tuple[Address, ...]:
+        return tuple(dict.fromkeys(self.old_addresses + self.new_addresses))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +127,16 @@ class Diff:
     def old_of(self) -> dict[Address, Address]:
         return {m.new: m.old for m in self.matches}
 
-    def touching(self, addrs: Iterable[Address]) -> list[Change]:
-        """The changes that name any of ``addrs`` (on either side), context changes included."""
+    def touching(self, addrs: Iterable[Address], side: str = "old") -> list[Change]:
+        """The changes that touch any of ``addrs`` (addresses of ``side``: "old" or "new"),
+        context changes included. A matched device counts on both sides."""
         want = set(addrs)
-        return [c for c in self.changes if c.section == "context" or want.intersection(c.addresses)]
+        other = self.new_of if side == "old" else self.old_of
+        want_other = {other[a] for a in want if a in other}
+        mine = (lambda c: c.old_addresses) if side == "old" else (lambda c: c.new_addresses)
+        theirs = (lambda c: c.new_addresses) if side == "old" else (lambda c: c.old_addresses)
+        return [c for c in self.changes
+                if c.section == "context" or want.intersection(mine(c)) or want_other.intersection(theirs(c))]
 
     def statuses(self, side: str = "new") -> dict[Address, str]:
         """Device -> 'added', 'removed', 'moved' or 'changed', for the devices of one side
@@ -134,15 +146,17 @@ class Diff:
             out.update((a, "added") for a in self.added)
         else:
             out.update((a, "removed") for a in self.removed)
-        touched: set[Address] = set()
+        touched_old: set[Address] = set()
+        touched_new: set[Address] = set()
         for c in self.changes:
             if c.section != "context":
-                touched.update(c.addresses)
+                touched_old.update(c.old_addresses)
+                touched_new.update(c.new_addresses)
         for m in self.matches:
             here = m.new if side == "new" else m.old
             if m.moved:
                 out[here] = "moved"
-            elif m.old in touched or m.new in touched:
+            elif m.old in touched_old or m.new in touched_new:
                 out[here] = "changed"
         return out
 
@@ -413,8 +427,10 @@ class _Differ:
         self.basis = "reported"
         self.ctx_changed: list[str] = []
 
-    def add(self, section: str, data: dict[str, Any], text: str, *addrs: Address) -> None:
-        self.changes.append(Change(section, data, text, tuple(dict.fromkeys(a for a in addrs if a is not None))))
+    def add(self, section: str, data: dict[str, Any], text: str, old: Iterable[Address | None] = (),
+            new: Iterable[Address | None] = ()) -> None:
+        self.changes.append(Change(section, data, text, tuple(dict.fromkeys(a for a in old if a is not None)),
+                                   tuple(dict.fromkeys(a for a in new if a is not None))))
 
     def unknown(self, section: str, what: str, old_v: Any, bdf: str | None = None) -> None:
         self.unknowns.append(Unknown(section, what, "old" if old_v is None or old_v is _UNKNOWN else "new", bdf))
@@ -444,14 +460,14 @@ class _Differ:
     def devices(self) -> None:
         o, n = self.old.functions, self.new.functions
         for a in self.added:
-            self.add("devices", {"change": "added", "bdf": str(a)}, f"added {self._describe(self.new, a)}", a)
+            self.add("devices", {"change": "added", "bdf": str(a)}, f"added {self._describe(self.new, a)}", new=[a])
         for a in self.removed:
-            self.add("devices", {"change": "removed", "bdf": str(a)}, f"removed {self._describe(self.old, a)}", a)
+            self.add("devices", {"change": "removed", "bdf": str(a)}, f"removed {self._describe(self.old, a)}", old=[a])
         for m in self.matches:
             if m.moved:
                 self.add("devices", {"change": "moved", "from": str(m.old), "to": str(m.new), "by": m.by},
                          f"moved {m.old} -> {m.new} ({n[m.new].vendor_device or 'unknown IDs'}; matched by {m.by})",
-                         m.old, m.new)
+                         [m.old], [m.new])
             self._identity(o[m.old], n[m.new], m)
 
     def _describe(self, t: Topology, a: Address) -> str:
@@ -503,7 +519,7 @@ class _Differ:
                     if bits:
                         text += f" ({'; '.join(bits)})"
                 self.add("devices", {"change": "changed", "bdf": str(m.new), "what": "acs", "old": fa, "new": fb},
-                         text, m.old, m.new)
+                         text, [m.old], [m.new])
 
     def _fact(self, section: str, what: str, a: Any, b: Any, m: Match, label: str | None = None) -> None:
         if a is None or b is None:
@@ -516,7 +532,7 @@ class _Differ:
                 data = {"change": "changed", **data}
             sa = "none" if a is ABSENT else a
             sb = "none" if b is ABSENT else b
-            self.add(section, data, f"{m.new}: {label or what} {sa} -> {sb}", m.old, m.new)
+            self.add(section, data, f"{m.new}: {label or what} {sa} -> {sb}", [m.old], [m.new])
 
     # ---- drivers
     def drivers(self) -> None:
@@ -534,6 +550,11 @@ class _Differ:
             for what in sorted(ro.keys() | rn.keys(), key=_res_order):
                 a = ro.get(what)
                 b = rn.get(what)
+                if (a is None and b == "unassigned") or (a == "unassigned" and b is None):
+                    # A source that lists only assigned BARs (lspci text, the kernel's summaries)
+                    # cannot tell an unassigned BAR from none: unknown, not a change.
+                    self.unknown("resources", what, a if a == "unassigned" else None, str(m.new))
+                    continue
                 if a is _UNKNOWN or b is _UNKNOWN:
                     if not (a is _UNKNOWN and b is _UNKNOWN) and not (a is None and b is _UNKNOWN) and not (a is _UNKNOWN and b is None):
                         self.unknown("resources", what, a, str(m.new))
@@ -547,12 +568,13 @@ class _Differ:
                     if state is _UNKNOWN or state is None:
                         continue
                     if side == "added":
-                        self._resource(a, what, None, state, a, device=side)
+                        self._resource(a, what, None, state, None, a, device=side)
                     else:
-                        self._resource(a, what, state, None, a, device=side)
+                        self._resource(a, what, state, None, a, None, device=side)
         self._host_bridges()
 
-    def _resource(self, bdf: Address, what: str, a: Any, b: Any, *addrs: Address, device: str | None = None) -> None:
+    def _resource(self, bdf: Address, what: str, a: Any, b: Any, old: Address | None, new: Address | None,
+                  device: str | None = None) -> None:
         data: dict[str, Any] = {
             "bdf": str(bdf), "what": what,
             "old": a if isinstance(a, list) else None, "new": b if isinstance(b, list) else None,
@@ -561,7 +583,7 @@ class _Differ:
         if device:
             data["device"] = device
         text = f"{bdf}: {_describe_range_change(what, a, b)}" + (f" ({device} device)" if device else "")
-        self.add("resources", data, text, *addrs)
+        self.add("resources", data, text, [old], [new])
 
     def _host_bridges(self) -> None:
         hn = {(h.domain, h.root_bus): h for h in self.new.host_bridges}
@@ -613,7 +635,7 @@ class _Differ:
                 text += f" (trained below what it can: {_link_text(*mn)})"
             if mo != mn and None not in mo and None not in mn:
                 text += f"; capability {_link_text(*mo)} -> {_link_text(*mn)}"
-            self.add("links", data, text, m.old, m.new)
+            self.add("links", data, text, [m.old], [m.new])
 
     # ---- SR-IOV
     def sriov(self) -> None:
@@ -694,7 +716,7 @@ class _Differ:
                                 "old_group": sorted(str(self._old_addr(k)) for k in so[lo]),
                                 "new_group": [str(a) for a in addrs]},
                      f"group {lo} is now group {ln}: the same devices ({_names(addrs)}), renumbered",
-                     *addrs, *(self.old_of.get(a) for a in addrs))
+                     [self.old_of.get(a) for a in addrs], addrs)
 
     def _group_entry(self, ks, lo, ln, so, sn) -> None:
         new_addrs = [k[1] for k in ks if k[0] != "o"]
@@ -723,7 +745,7 @@ class _Differ:
                     + (f" (with {others_n})" if others_n else " (alone)"))
         tags = {"n": " (added)", "o": " (removed)"}
         text = f"{_names(shown)}{tags.get(ks[0][0], '') if len({k[0] for k in ks}) == 1 else ''}: {what}\n    why: {why}"
-        self.add("groups", data, text, *new_addrs, *old_addrs)
+        self.add("groups", data, text, old_addrs, new_addrs)
 
     def _old_addr(self, k: tuple[str, Address]) -> Address:
         return self.old_of[k[1]] if k[0] == "m" else k[1]
@@ -794,6 +816,11 @@ class _Differ:
             po = self.new_of.get(fo.parent) if fo.parent is not None else None
             if po != fn.parent and not (fo.parent is None and fn.parent is None):
                 causes.append(f"{k[1]} is now below {fn.parent or 'the root bus'} (was below {fo.parent or 'the root bus'})")
+        ovr_o = acs_override_in_cmdline(old.source.kernel_cmdline)
+        ovr_n = acs_override_in_cmdline(new.source.kernel_cmdline)
+        if ovr_o != ovr_n and old.source.kernel_cmdline is not None and new.source.kernel_cmdline is not None:
+            causes.append(f"the kernel now runs with pcie_acs_override={ovr_n} (an out-of-tree patch)" if ovr_n else
+                          f"the kernel no longer runs with pcie_acs_override={ovr_o}")
         if not causes:
             pred_same = self._predicted_same(ks)
             if pred_same and self.basis == "reported":

@@ -287,8 +287,11 @@ class ExplorerApp(App):
         plan: Any = None,
         plan_path: str | None = None,
         walkthrough: Walkthrough | None = None,
+        compare: Topology | None = None,
     ) -> None:
         super().__init__()
+        #: ``--compare OLD``: the topology to mark changes against.
+        self.compare = compare
         self.walkthrough = walkthrough
         self.step_index = 0
         self.tour_done = False
@@ -366,6 +369,11 @@ class ExplorerApp(App):
         from ..export.topology import context_summary
 
         self.sub_title = f"{src.location} ({src.kind}, {len(topology)} functions) · {context_summary(topology)}"
+        if self.compare is not None:
+            from .compare import Comparison
+
+            self.analysis.comparison = Comparison(self.compare, topology)
+            self.sub_title += f"; {self.analysis.comparison.summary()}"
         self.search_index = [
             (fn.address, " ".join(x for x in (fn.bdf, names.short_name(fn), fn.vendor_device or "", fn.driver if isinstance(fn.driver, str) else "") if x))
             for fn in topology

@@ -41,6 +41,8 @@ class Analysis:
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
+        #: ``tui --compare OLD``: a ui.compare.Comparison of OLD with this topology.
+        self.comparison: Any = None
 
     @cached_property
     def display(self) -> DisplayTree:
@@ -96,6 +98,8 @@ def device_label(topology: Topology, addr: Address, analysis: Analysis | None = 
         tr = analysis.trust.get(addr)
         if tr is not None and tr.untrusted:
             label.append(" UNTRUSTED", style="bold red")
+    if analysis is not None and analysis.comparison is not None:
+        label.append_text(analysis.comparison.device_badge(addr))
     label.append("  ")
     label.append(names.device_name(fn) or names.class_name(fn) or "PCI function")
     if fn.vendor_device:
@@ -124,7 +128,11 @@ class TopologyView:
 
     def details(self, key: Any) -> Text:
         if isinstance(key, RootBusKey):
-            return Text(root_bus_line(self.t, key))
+            out = Text(root_bus_line(self.t, key))
+            if self.a.comparison is not None:
+                out.append("\n\n")
+                out.append_text(self.a.comparison.root_section())
+            return out
         return device_details(self.a, key)
 
     def path_to(self, addr: Address) -> list[Any]:
@@ -194,6 +202,8 @@ class GroupsView:
                     txt.append("  = kernel", style="green")
             else:
                 txt.append("  (predicted)", style="dim")
+            if self.a.comparison is not None:
+                txt.append_text(self.a.comparison.group_badge(key.label))
             return txt
         lab = device_label(self.t, key, self.a)
         if key in self.mismatched:
@@ -240,6 +250,8 @@ def group_details(a: Analysis, label: str) -> Text:
         )
     for w in pred.warnings:
         out.append(f"\nnote: {w}", style="yellow")
+    if a.comparison is not None:
+        out.append_text(a.comparison.group_section(label))
     return out
 
 
@@ -288,6 +300,8 @@ def device_details(a: Analysis, addr: Address) -> Text:
         out.append(f"\nVMD: {len(behind)} device(s) behind it in domain {fn.vmd_domain:04x}; all share this device's IOMMU group\n")
         for x in drives:
             out.append(f"  drive {x.bdf}  {names.short_name(x)}\n")
+    if a.comparison is not None:
+        out.append_text(a.comparison.device_section(addr))
     return out
 
 
