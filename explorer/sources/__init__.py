@@ -92,16 +92,17 @@ def load_source(spec: str | None = None) -> Topology:
     """Load any SOURCE (see module doc). Raises SourceError with a one-line message.
 
     Every topology is checked for consistency (parent and physfn cycles, dangling links,
-    devices outside their bridge's bus range: sources/consistency.py) before it is returned.
+    devices outside their bridge's bus range) and has control characters in its text
+    escaped (sources/consistency.py) before it is returned.
     """
     from ..model.topology import TopologyError
-    from .consistency import check_topology
+    from .consistency import check_topology, scrub_text
 
     try:
         t = _load_source(spec)
     except TopologyError as e:
         raise SourceError(str(e), path=spec or live_root()) from None
-    return check_topology(t)
+    return scrub_text(check_topology(t))
 
 
 def _load_source(spec: str | None) -> Topology:
