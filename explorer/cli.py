@@ -20,8 +20,8 @@ from .model import Address, AddressError, Topology
 from .sources import SourceError, builtin_names, live_root, load_source
 
 PROG = "pci-explorer"
-#: Largest machine `generate` makes (the benchmarks go to 10^5; a PCI segment holds 2^16).
-MAX_GENERATE = 1_000_000
+#: Largest machine `generate` makes (the benchmarks go to 10^5).
+MAX_GENERATE = 200_000
 FALLBACK_TOPOLOGY = "example-small"
 
 SOURCE_HELP = (
@@ -556,8 +556,15 @@ def cmd_tui(args: argparse.Namespace) -> int:
 # ---- parser --------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line (``--help`` still shows the usage)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=PROG,
         description="Explore a Linux machine's PCI/IOMMU topology and plan changes the kernel will accept.",
     )

@@ -98,6 +98,7 @@ def snapshot(path: Path, extra: list[tuple[str, str, object]], *, drop: set[str]
         for name, kind, val in extra:
             ti = tarfile.TarInfo(name)
             if kind == "file":
+                val = val.encode() if isinstance(val, str) else val
                 ti.size = len(val)  # type: ignore[arg-type]
                 tf.addfile(ti, io.BytesIO(val))  # type: ignore[arg-type]
             elif kind == "zeros":

@@ -32,7 +32,7 @@ from explorer.plan.planfile import PlanFileError, parse_plan
 from explorer.sources import SourceError, load_source
 from explorer.sources.yaml_topology import load_yaml_text
 
-PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+PROPS = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
 # ---- 1. --force never replaces what is not a regular file -----------------------------------------
@@ -594,7 +594,7 @@ _sysfs_files = st.sampled_from(["config", "resource", "vendor", "class", "driver
 _sysfs_content = st.one_of(st.binary(max_size=300), st.sampled_from([b"", b"\xff" * 5000, b"0x" + b"f" * 50 + b"\n"]))
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(changes=st.lists(st.tuples(_sysfs_files, _sysfs_content), max_size=5),
        links=st.lists(st.tuples(st.sampled_from(["driver", "iommu_group", "physfn", "virtfn0", "config", "resource"]),
                                 st.sampled_from(["/etc/passwd", "../../../../../..", "/dev/zero", "driver", "../0000:00:1f.2",
@@ -621,7 +621,7 @@ def test_mutated_sysfs_trees_load_or_fail_in_one_line(tmp_path_factory, changes,
     assert len(t) >= 1
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(extra=st.lists(st.tuples(
     st.sampled_from(["./sys/bus/pci/devices/0000:00:05.0", "./sys/devices/pci0000:00/0000:00:1f.2/config", "./proc/iomem",
                      "./sys/devices/pci0000:00/0000:00:1f.2/driver", "./sys/x/../../etc", "/abs", "./sys/devices/pci0000:00/y"]),

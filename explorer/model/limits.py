@@ -28,8 +28,9 @@ MAX_YAML_DEPTH = 200
 #: Nodes that aliases may add on top of the nodes written out: a real document uses aliases
 #: for shared defaults, a few per device, so this allows ``4 x written + 100,000``.
 MAX_YAML_EXPANSION = 100_000
-#: Largest text SOURCE (YAML topology, lspci output, plan) read: 512 MiB.
-MAX_TEXT_SOURCE = 512 * 1024 * 1024
+#: Largest text SOURCE (YAML topology, lspci output) read: 256 MiB (a generated machine of
+#: 10^5 functions is some 70 MiB of YAML; the lspci output of a large server a few MiB).
+MAX_TEXT_SOURCE = 256 * 1024 * 1024
 
 
 #: The only tags a document may carry: YAML's own (``!!int``, ``!!str``, ``!!merge``...).

@@ -72,6 +72,11 @@ def detect_kind(spec: str) -> str:
         return "snapshot"
     if b"\x00" in head:
         raise SourceError("binary file that is neither a snapshot (.tar.gz) nor text", path=spec)
+    from ..model.limits import MAX_TEXT_SOURCE
+
+    if st.st_size > MAX_TEXT_SOURCE:
+        raise SourceError(f"{st.st_size} bytes of text, more than a topology or lspci output can be "
+                          f"({MAX_TEXT_SOURCE}): refused", path=spec)
     text = head.decode("utf-8", "replace")
     from .yaml_topology import looks_like_yaml_topology
 
