@@ -22,8 +22,8 @@ from .model import Address, AddressError, Topology
 from .sources import SourceError, builtin_names, live_root, load_source
 
 PROG = "pci-explorer"
-#: Largest machine `generate` makes (the benchmarks go to 10^5; a PCI segment holds 2^16).
-MAX_GENERATE = 1_000_000
+#: Largest machine `generate` makes (the benchmarks go to 10^5).
+MAX_GENERATE = 200_000
 #: --hotplug spellings: the path's name or the driver's (explorer.kernel.context.HOTPLUG_ALIASES)
 HOTPLUG_CHOICES = ("native", "acpi", "pciehp", "acpiphp", "shpchp")
 KERNEL_CHOICES = ("6.1", "6.12")

@@ -8,6 +8,8 @@ import difflib
 import re
 from typing import Any, Sequence
 
+from .model.safe_text import one_line
+
 _INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
 
 
@@ -34,7 +36,8 @@ class Parser(argparse.ArgumentParser):
             guess = suggest(m.group(1), choices)
             if guess:
                 message += f"; did you mean {guess!r}?"
-        super().error(message)
+        # One line (issue: errors are one line, exit 2); the usage is one --help away.
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None) -> argparse.Namespace:  # type: ignore[override]
         ns, extras = self.parse_known_args(args, namespace)

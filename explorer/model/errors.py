@@ -35,4 +35,5 @@ class LocatedError(Exception):
                 where += f":{self.column}"
         fld = f" [{self.field}]" if self.field else ""
         # One line, whatever the file name or the message quotes from the input.
-        return one_line(f"{where}{fld}: {self.message}")
+        text = one_line(f"{where}{fld}: {self.message}")
+        return text if len(text) <= 2000 else text[:1990] + " …"

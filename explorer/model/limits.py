@@ -28,13 +28,24 @@ MAX_YAML_DEPTH = 200
 #: Nodes that aliases may add on top of the nodes written out: a real document uses aliases
 #: for shared defaults, a few per device, so this allows ``4 x written + 100,000``.
 MAX_YAML_EXPANSION = 100_000
-#: Largest text SOURCE (YAML topology, lspci output, plan) read: 512 MiB.
-MAX_TEXT_SOURCE = 512 * 1024 * 1024
+#: Largest text SOURCE (YAML topology, lspci output) read: 256 MiB (a generated machine of
+#: 10^5 functions is some 70 MiB of YAML; the lspci output of a large server a few MiB).
+MAX_TEXT_SOURCE = 256 * 1024 * 1024
+
+
+#: The only tags a document may carry: YAML's own (``!!int``, ``!!str``, ``!!merge``...).
+#: ``!!python/name:os.system`` and friends are refused, not merely left unconstructed.
+STANDARD_TAG_PREFIX = "tag:yaml.org,2002:"
+STANDARD_TAGS = frozenset(
+    STANDARD_TAG_PREFIX + t
+    for t in ("null", "bool", "int", "float", "str", "binary", "timestamp", "seq", "map", "merge", "omap", "pairs", "set")
+)
 
 
 def yaml_expansion_problem(root: Any, *, max_depth: int = MAX_YAML_DEPTH) -> tuple[str, Any] | None:
-    """(message, node) when the graph under ``root`` is an alias bomb, too deep or
-    self-containing; else None. Linear in the number of distinct nodes."""
+    """(message, node) when the graph under ``root`` is an alias bomb, too deep,
+    self-containing or carries a tag that is not YAML's own; else None. Linear in the
+    number of distinct nodes."""
     if root is None:
         return None
     size: dict[int, int] = {}  # id(node) -> nodes it expands to (itself included)
@@ -59,6 +70,9 @@ def yaml_expansion_problem(root: Any, *, max_depth: int = MAX_YAML_DEPTH) -> tup
         if depth > max_depth:
             return (f"nested more than {max_depth} levels deep", node)
         distinct += 1
+        tag = getattr(node, "tag", None)
+        if isinstance(tag, str) and tag not in STANDARD_TAGS:
+            return (f"the tag {tag!r} is not allowed (only YAML's own types)", node)
         kids = _children(node)
         if not kids:
             size[nid] = 1

@@ -6,6 +6,13 @@ import re
 
 _SIZE_RE = re.compile(r"^(0x[0-9a-f_]+|[0-9][0-9_]*)\s*(?:([kmgtpe])(?:i?b)?|b)?\Z", re.IGNORECASE)
 _SHIFT = {"k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
+#: Sizes and addresses are at most 64-bit (PCI's widest BAR and window registers).
+MAX_VALUE = 1 << 64
+
+
+def _short(text: object) -> str:
+    r = repr(text)
+    return r if len(r) <= 60 else r[:50] + "…" + r[-5:]
 
 
 def parse_size(text: str | int) -> int:
@@ -17,15 +24,22 @@ def parse_size(text: str | int) -> int:
         raise ValueError(f"bad size {text!r}: expected a number")
     if isinstance(text, int):
         if text < 0:
-            raise ValueError(f"bad size {text!r}: must not be negative")
+            raise ValueError(f"bad size {_short(text)}: must not be negative")
+        if text > MAX_VALUE:
+            raise ValueError(f"bad size {_short(text)}: larger than 2^64")
         return text
-    m = _SIZE_RE.match(text.strip()) if isinstance(text, str) else None
+    m = _SIZE_RE.match(text.strip()) if isinstance(text, str) and len(text) <= 200 else None
     if not m:
-        raise ValueError(f"bad size {text!r}: expected a number (decimal or 0x hex) with an optional K, M, G, T, P or E suffix")
+        raise ValueError(f"bad size {_short(text)}: expected a number (decimal or 0x hex) with an optional K, M, G, T, P or E suffix")
     num = m.group(1).replace("_", "")
+    if len(num) > 40:  # no int() of a 100,000-digit number
+        raise ValueError(f"bad size {_short(text)}: larger than 2^64")
     value = int(num, 16) if num.lower().startswith("0x") else int(num, 10)
     unit = m.group(2)
-    return value << _SHIFT[unit.lower()] if unit else value
+    value = value << _SHIFT[unit.lower()] if unit else value
+    if value > MAX_VALUE:
+        raise ValueError(f"bad size {_short(text)}: larger than 2^64")
+    return value
 
 
 def format_size(n: int | None) -> str:

@@ -294,7 +294,7 @@ def parse_plan(text: str, path: str | None = None) -> Plan:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.reader.ReaderError as e:
         line = text[: e.position].count("\n") + 1 if isinstance(e.position, int) else None
-        raise PlanFileError(f"not valid YAML: character {e.character!r} is not allowed", path=path, line=line) from None
+        raise PlanFileError(f"not valid YAML: character {_char_name(e.character)} is not allowed", path=path, line=line) from None
     except RecursionError:
         raise PlanFileError("not valid YAML: nested too deeply", path=path) from None
     except yaml.MarkedYAMLError as e:
@@ -338,11 +338,26 @@ def parse_plan(text: str, path: str | None = None) -> Plan:
     return Plan(source, devices, tuple(actions), FORMAT_VERSION, tuple(lines), path)
 
 
+#: The largest plan file read (a plan is some 100 bytes a device and an action).
+MAX_PLAN_BYTES = 64 * 1024 * 1024
+
+
 def load_plan(path: str | Path) -> Plan:
+    import os
+    import stat
+
     p = str(path)
     try:
+        st = os.stat(p)
+        if not stat.S_ISREG(st.st_mode):
+            # A FIFO would block the read forever; a device may act when opened.
+            raise PlanFileError("not a regular file (a FIFO, device, socket or folder): not a plan", path=p)
+        if st.st_size > MAX_PLAN_BYTES:
+            raise PlanFileError(f"{st.st_size} bytes, more than a plan can be ({MAX_PLAN_BYTES})", path=p)
         with open(p, encoding="utf-8") as f:
-            text = f.read()
+            text = f.read(MAX_PLAN_BYTES + 1)
+        if len(text) > MAX_PLAN_BYTES:
+            raise PlanFileError(f"more than {MAX_PLAN_BYTES} characters: not a plan", path=p)
     except UnicodeDecodeError:
         raise PlanFileError("not UTF-8 text: not a plan file", path=p) from None
     except OSError as e:
@@ -544,3 +559,10 @@ __all__ = [
     "DeviceFingerprint", "FORMAT_KEY", "FORMAT_VERSION", "Plan", "PlanFileError", "SourceRef", "dump_plan",
     "fingerprint_function", "fingerprint_topology", "load_plan", "parse_plan", "save_plan",
 ]
+
+
+def _char_name(c: object) -> str:
+    """U+0001 for a character YAML refuses (ReaderError gives it as a number or a text)."""
+    if isinstance(c, str) and len(c) == 1:
+        c = ord(c)
+    return f"U+{c:04X}" if isinstance(c, int) else repr(c)

@@ -72,6 +72,11 @@ def detect_kind(spec: str) -> str:
         return "snapshot"
     if b"\x00" in head:
         raise SourceError("binary file that is neither a snapshot (.tar.gz) nor text", path=spec)
+    from ..model.limits import MAX_TEXT_SOURCE
+
+    if st.st_size > MAX_TEXT_SOURCE:
+        raise SourceError(f"{st.st_size} bytes of text, more than a topology or lspci output can be "
+                          f"({MAX_TEXT_SOURCE}): refused", path=spec)
     text = head.decode("utf-8", "replace")
     from .yaml_topology import looks_like_yaml_topology
 
@@ -92,16 +97,17 @@ def load_source(spec: str | None = None) -> Topology:
     """Load any SOURCE (see module doc). Raises SourceError with a one-line message.
 
     Every topology is checked for consistency (parent and physfn cycles, dangling links,
-    devices outside their bridge's bus range: sources/consistency.py) before it is returned.
+    devices outside their bridge's bus range) and has control characters in its text
+    escaped (sources/consistency.py) before it is returned.
     """
     from ..model.topology import TopologyError
-    from .consistency import check_topology
+    from .consistency import check_topology, scrub_text
 
     try:
         t = _load_source(spec)
     except TopologyError as e:
         raise SourceError(str(e), path=spec or live_root()) from None
-    return check_topology(t)
+    return scrub_text(check_topology(t))
 
 
 def _load_source(spec: str | None) -> Topology:

@@ -21,10 +21,13 @@ What the kernel guarantees, and so what is checked:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..model import Address, Topology, present
+from ..model.safe_text import one_line
 from .errors import SourceError
 
-__all__ = ["check_topology"]
+__all__ = ["check_topology", "scrub_text"]
 
 
 def _fail(t: Topology, message: str) -> SourceError:
@@ -90,3 +93,48 @@ def _check_cycles(t: Topology) -> None:
             fn = fns.get(cur)
             cur = fn.parent if fn is not None else None
         done.update(path)
+
+
+# ---- text from sources ---------------------------------------------------------------------
+
+_FN_TEXT = ("vendor_name", "device_name", "subsystem_name", "class_name", "driver", "driver_override", "iommu_group")
+_SOURCE_TEXT = ("location", "description", "kernel_release", "kernel_cmdline")
+
+
+def _safe(v: object) -> object:
+    if isinstance(v, str) and not v.isprintable():
+        return one_line(v)
+    return v
+
+
+def scrub_text(t: Topology) -> Topology:
+    """``t`` with control characters in every name, driver, group label and source fact
+    escaped visibly (explorer.model.safe_text): no input reaches a terminal raw, in the CLI
+    or the app. Only functions holding such text are copied; a clean topology is returned
+    as it is."""
+    changed = {}
+    for addr, fn in t.functions.items():
+        kw = {}
+        for name in _FN_TEXT:
+            v = getattr(fn, name)
+            if isinstance(v, str) and not v.isprintable():
+                kw[name] = one_line(v)
+        if fn.reset_methods and not all(m.isprintable() for m in fn.reset_methods):
+            kw["reset_methods"] = tuple(one_line(m) for m in fn.reset_methods)
+        for name, part, field_name in (("slot", fn.slot, "physical_slot"), ("link", fn.link, "current_speed"), ("link", fn.link, "max_speed")):
+            v = getattr(part, field_name, None) if present(part) else None
+            if isinstance(v, str) and not v.isprintable():
+                part = replace(kw.get(name, part), **{field_name: one_line(v)})  # type: ignore[arg-type]
+                kw[name] = part
+        if kw:
+            changed[addr] = replace(fn, **kw)
+    src = t.source
+    skw = {name: _safe(getattr(src, name)) for name in _SOURCE_TEXT if getattr(src, name) is not _safe(getattr(src, name))}
+    if any(not w.isprintable() for w in src.warnings):
+        skw["warnings"] = tuple(one_line(w) for w in src.warnings)
+    if any(not (a.isprintable() and b.isprintable()) for a, b in src.group_types):
+        skw["group_types"] = tuple((one_line(a), one_line(b)) for a, b in src.group_types)
+    if not changed and not skw:
+        return t
+    fns = [changed.get(a, f) for a, f in t.functions.items()]
+    return Topology.build(fns, t.host_bridges, replace(src, **skw) if skw else src)

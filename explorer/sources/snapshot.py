@@ -69,7 +69,7 @@ from typing import BinaryIO, Callable
 from ..model import Topology, is_address
 from .config import ECAP_DSN
 from .errors import SourceError
-from .sysfs import DEVICE_FILES, DEVICE_LINKS, DMI_DIR, DMI_FILES, load_sysfs
+from .sysfs import ATTR_CAP, CONFIG_CAP, DEVICE_FILES, DEVICE_LINKS, DMI_DIR, DMI_FILES, FILE_CAPS, load_sysfs
 
 __all__ = [
     "CaptureReport",
@@ -83,11 +83,12 @@ __all__ = [
 ]
 
 #: Refuse archives whose regular files (hard links counted again) add up to more than this.
-MAX_TOTAL_SIZE = 512 * 1024 * 1024
-#: Refuse archives with more members than this (a big server's capture has some 10^5).
-MAX_MEMBERS = 1_000_000
+MAX_TOTAL_SIZE = 128 * 1024 * 1024
+#: Refuse archives with more members than this (a capture holds some 30 a function: this
+#: is some 4,000 functions, more than the largest real machines have).
+MAX_MEMBERS = 1 << 17
 #: Refuse archives whose uncompressed tar stream is longer than this (headers included).
-MAX_STREAM = MAX_TOTAL_SIZE + 1024 * 1024 * 1024
+MAX_STREAM = 768 * 1024 * 1024
 #: Largest single read from the tar stream (a pax or GNU long-name header, a data chunk).
 MAX_RECORD = 16 * 1024 * 1024
 #: Largest file read from the tree when capturing (sysfs attributes are one page).
@@ -730,6 +731,8 @@ class _Plan:
     sizes: dict[str, int] = field(default_factory=dict)  # regular files
     links: dict[str, str] = field(default_factory=dict)
     hard: dict[str, str] = field(default_factory=dict)
+    #: Regular files (and hard links) the loader never reads: not unpacked.
+    skip: set[str] = field(default_factory=set)
     end: int = 0
 
 
@@ -741,6 +744,174 @@ def _norm_member(name: str) -> tuple[str | None, str]:
     if ".." in parts:
         return None, "'..' in path"
     return "/".join(parts), ""
+
+
+_DEVICES_DIR = "sys/bus/pci/devices"
+#: Files the loader reads outside ``sys/`` (others are never unpacked), with their caps.
+_MEMBER_CAPS = {**FILE_CAPS, "proc/sys/kernel/osrelease": ATTR_CAP, "meta/uname.txt": ATTR_CAP,
+                _CAPTURE_META: 16 * 1024 * 1024}
+
+
+_DEVICE_FILE_SET = frozenset(DEVICE_FILES)
+#: Members the loader never reads (not unpacked) allowed in one archive: a capture by
+#: another tool may hold a few extra files; a bomb holds millions.
+MAX_UNREAD = 1 << 14
+
+
+_TOPS = ("sys", "proc", "meta", "dmesg.txt")
+
+
+def _inner(rel: str) -> str:
+    """``rel`` inside the capture: an archive may hold it below one top directory."""
+    top, sep, rest = rel.partition("/")
+    return rest if sep and top not in _TOPS else rel
+
+
+def member_cap(rel: str) -> int | None:
+    """The most bytes the loader reads of member ``rel``; None: it never reads it (not unpacked)."""
+    rel = _inner(rel)
+    if rel.startswith("sys/"):
+        base = posixpath.basename(rel)
+        if base == "config":
+            return CONFIG_CAP
+        if base in _DEVICE_FILE_SET or (base == "address" and rel.startswith("sys/bus/pci/slots/")) or (
+            base == "type" and rel.startswith("sys/kernel/iommu_groups/")
+        ):
+            return ATTR_CAP
+        return None
+    return _MEMBER_CAPS.get(rel)
+
+
+def _useful_link(rel: str) -> bool:
+    """A symlink the loader follows or reads."""
+    rel = _inner(rel)
+    parent, base = posixpath.split(rel)
+    if parent == _DEVICES_DIR or parent.startswith("sys/kernel/iommu_groups/"):
+        return True
+    return rel.startswith("sys/") and (base in DEVICE_LINKS or (base.startswith("virtfn") and base[6:].isdigit()))
+
+
+def _octal(field: bytes) -> int:
+    if field[:1] and field[0] & 0x80:  # GNU base-256
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _prescan(raw: BinaryIO, spath: str) -> None:
+    """A fast first pass over the tar headers (no TarInfo objects, data skipped unread where
+    possible): refuses too many members, and files larger than the loader reads, before the
+    slow, careful pass of tarfile. ``raw`` is rewound afterwards."""
+    head = raw.read(2)
+    raw.seek(0)
+    stream: BinaryIO = gzip.GzipFile(filename="", fileobj=raw, mode="rb") if head == GZIP_MAGIC else raw  # type: ignore[assignment]
+    buf = b""
+    members = 0
+    long_name: str | None = None
+    consumed = 0
+    device_dirs: dict[str, str] = {}
+    unread = 0
+    dirs: set[str] = set()
+    needed: set[str] = set()
+
+    def count_unread(name: str) -> None:
+        nonlocal unread
+        unread += 1
+        if unread > MAX_UNREAD:
+            raise SourceError(f"refused: more than {MAX_UNREAD} members the loader never reads "
+                              f"(at {_q(name)}): not a pci-explorer snapshot", path=spath)
+    try:
+        while True:
+            while len(buf) < 512:
+                more = stream.read(_CHUNK)
+                if not more:
+                    return  # truncated or ended: the careful pass says which
+                buf += more
+            block, buf = buf[:512], buf[512:]
+            consumed += 512
+            if consumed > MAX_STREAM:
+                raise SourceError(f"refused: the archive unpacks to more than {MAX_STREAM} bytes", path=spath)
+            if not any(block):
+                break
+            try:
+                size = _octal(block[124:136])
+            except ValueError:
+                return  # not tar: the careful pass says so
+            kind = block[156:157]
+            data_len = (size + 511) // 512 * 512
+            if kind in (b"x", b"g", b"L"):
+                if size > MAX_RECORD:
+                    raise SourceError(f"refused: a header or record of {size} bytes (more than {MAX_RECORD})", path=spath)
+                while len(buf) < data_len:
+                    more = stream.read(_CHUNK)
+                    if not more:
+                        return
+                    buf += more
+                data, buf = buf[:size], buf[data_len:]
+                consumed += data_len
+                if kind == b"L":
+                    long_name = data.split(b"\0", 1)[0].decode("utf-8", "replace")
+                elif kind == b"x":
+                    for rec in data.split(b"\n"):
+                        _, _, kv = rec.partition(b" ")
+                        if kv.startswith(b"path="):
+                            long_name = kv[5:].decode("utf-8", "replace")
+                continue
+            members += 1
+            if members > MAX_MEMBERS:
+                raise SourceError(f"refused: more than {MAX_MEMBERS} members", path=spath)
+            name = long_name
+            long_name = None
+            if name is None:
+                name = block[0:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+                prefix = block[345:500].split(b"\0", 1)[0] if block[257:262] == b"ustar" else b""
+                if prefix:
+                    name = prefix.decode("utf-8", "replace") + "/" + name
+            rel, _ = _norm_member(name)
+            if rel is not None:
+                if kind == b"5":
+                    dirs.add(rel)
+                elif (kind == b"2" and _useful_link(rel)) or (kind in (b"0", b"\0", b"7", b"1") and member_cap(rel) is not None):
+                    needed.add(posixpath.dirname(rel))
+                else:
+                    count_unread(name)
+            if kind == b"2":
+                if rel is not None and posixpath.dirname(_inner(rel)) == _DEVICES_DIR:
+                    # Each function has its own directory: many links to one are a bomb.
+                    target = block[157:257].split(b"\0", 1)[0].decode("utf-8", "replace")
+                    dest = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+                    other = device_dirs.setdefault(dest, rel)
+                    if other != rel:
+                        raise SourceError(f"refused: members {_q(other)} and {_q(rel)} lead to the same device directory", path=spath)
+            if kind in (b"0", b"\0", b"7"):
+                cap = member_cap(rel) if rel is not None else None
+                if cap is not None and size > cap:
+                    raise SourceError(f"refused: member {_q(name)}: {size} bytes, more than the {cap} "
+                                      "the loader reads of it", path=spath)
+            # Skip the data.
+            if data_len <= len(buf):
+                buf = buf[data_len:]
+            else:
+                left = data_len - len(buf)
+                buf = b""
+                while left > 0:
+                    chunk = stream.read(min(_CHUNK, left))
+                    if not chunk:
+                        return
+                    left -= len(chunk)
+            consumed += data_len
+        # Directories holding nothing the loader reads count as unread members too.
+        ancestors: set[str] = set()
+        for d in needed:
+            while d and d not in ancestors:
+                ancestors.add(d)
+                d = posixpath.dirname(d)
+        for d in sorted(dirs - ancestors):
+            count_unread(d)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile):
+        return  # the careful pass reports it in one line
+    finally:
+        raw.seek(0)
 
 
 def _check_members(tf: tarfile.TarFile, spath: str) -> _Plan:
@@ -781,9 +952,13 @@ def _check_members(tf: tarfile.TarFile, spath: str) -> _Plan:
         if prev is not None and not (prev == kind == "dir"):
             raise refuse(m.name, "appears twice")
         if kind == "file":
-            if m.size > MAX_TOTAL_SIZE:
-                raise refuse(m.name, f"{m.size} bytes (more than {MAX_TOTAL_SIZE})")
-            total += m.size
+            cap = member_cap(rel)
+            if cap is not None and m.size > cap:
+                raise refuse(m.name, f"{m.size} bytes, more than the {cap} the loader reads of it")
+            if cap is None:
+                plan.skip.add(rel)  # never read: not unpacked
+            else:
+                total += m.size
             plan.sizes[rel] = m.size
             plan.end = max(plan.end, m.offset_data + m.size)
         elif kind == "link":
@@ -799,7 +974,13 @@ def _check_members(tf: tarfile.TarFile, spath: str) -> _Plan:
                 raise refuse(m.name, f"hard link to {_q(m.linkname)}: {why}")
             if plan.kinds.get(src) != "file":
                 raise refuse(m.name, f"hard link to {_q(m.linkname)}, not an earlier regular file of the archive")
-            total += plan.sizes[src]
+            cap = member_cap(rel)
+            if cap is not None and plan.sizes[src] > cap:
+                raise refuse(m.name, f"{plan.sizes[src]} bytes, more than the {cap} the loader reads of it")
+            if cap is None or src in plan.skip:
+                plan.skip.add(rel)
+            else:
+                total += plan.sizes[src]
             plan.hard[rel] = src
         if total > MAX_TOTAL_SIZE:
             raise SourceError(f"refused: unpacks to more than {MAX_TOTAL_SIZE} bytes (at member {_q(m.name)})", path=spath)
@@ -807,13 +988,18 @@ def _check_members(tf: tarfile.TarFile, spath: str) -> _Plan:
         plan.members.append((m, rel))
 
     # Symlinks must stay inside the archive, resolved through the archive's own links.
+    device_dirs: dict[str, str] = {}
     for m, rel in plan.members:
         if rel in plan.links:
             target = plan.links[rel]
             try:
-                _resolve(f"{posixpath.dirname(rel)}/{target}", plan.links.get, absolute_from_root=False)
+                dest = _resolve(f"{posixpath.dirname(rel)}/{target}", plan.links.get, absolute_from_root=False)
             except _Unresolvable as e:
                 raise refuse(m.name, f"symlink target {_q(target)} {e}") from None
+            if posixpath.dirname(_inner(rel)) == _DEVICES_DIR:
+                other = device_dirs.setdefault(dest, rel)
+                if other != rel:
+                    raise refuse(m.name, f"leads to the same device directory as {_q(other)}")
     # Nothing may lie below a non-directory (writes would go wherever a link points).
     for m, rel in plan.members:
         parent = posixpath.dirname(rel)
@@ -835,6 +1021,8 @@ def _drain(reader: _CappedReader) -> int:
 def _unpack(tf: tarfile.TarFile, plan: _Plan, dest: str, spath: str) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     for m, rel in plan.members:
+        if rel in plan.skip:
+            continue
         path = os.path.join(dest, rel)
         kind = plan.kinds[rel]
         if kind == "dir":
@@ -867,6 +1055,7 @@ def _extract(path: str | Path, dest: str) -> None:
     except OSError as e:
         raise SourceError(f"cannot read: {e.strerror or e}", path=spath) from None
     with raw:
+        _prescan(raw, spath)
         head = raw.read(2)
         raw.seek(0)
         stream: BinaryIO = gzip.GzipFile(filename="", fileobj=raw, mode="rb") if head == GZIP_MAGIC else raw  # type: ignore[assignment]

@@ -140,7 +140,13 @@ def read_file(path: str, cap: int = ATTR_CAP, *, dir_fd: int | None = None, labe
 
 def read_file_sized(path: str, cap: int, *, dir_fd: int | None = None, label: str | None = None) -> tuple[bytes, int] | None:
     """:func:`read_file` of a regular file, with its size (st_size); a larger file is refused
-    before it is read; anything but a regular file reads as None."""
+    before it is read; anything but a regular file reads as None (a device is not even opened)."""
+    if dir_fd is None:
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                return None
+        except OSError:
+            return None
     try:
         fd = os.open(path, _READ_FLAGS, dir_fd=dir_fd)
     except OSError:
@@ -261,8 +267,8 @@ class _Root:
         path = self.jailed(rel)
         if path is None:
             return None
-        data = read_file(path, cap if cap is not None else FILE_CAPS.get(rel, ATTR_CAP), label=path)
-        return None if data is None else data.decode("utf-8", "replace").strip()
+        got = read_file_sized(path, cap if cap is not None else FILE_CAPS.get(rel, ATTR_CAP), label=path)
+        return None if got is None else got[0].decode("utf-8", "replace").strip()
 
 
 class _DevDir:

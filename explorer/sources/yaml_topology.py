@@ -134,7 +134,7 @@ def _load_text(text: str, path: str) -> Topology:
         raise _syntax_error(e, text, path) from None
     except yaml.reader.ReaderError as e:
         line = text[: e.position].count("\n") + 1 if isinstance(e.position, int) else None
-        raise SourceError(f"YAML error: character {e.character!r} is not allowed in YAML", path=path, line=line) from None
+        raise SourceError(f"YAML error: character {_char_name(e.character)} is not allowed in YAML", path=path, line=line) from None
     except yaml.YAMLError as e:
         raise SourceError(f"YAML error: {_one_line(str(e))}", path=path) from None
     except RecursionError:
@@ -358,7 +358,8 @@ class _Parser:
         try:
             v = parse_size(raw)
         except ValueError as e:
-            raise self.err(node, f"invalid {what} {raw!r}: {e}", field) from None
+            shown = raw if len(raw) <= 60 else raw[:50] + "…"
+            raise self.err(node, f"invalid {what} {shown!r}: {str(e).split(': ', 1)[-1]}", field) from None
         return v
 
     def size(self, node: Node, field: str) -> int:
@@ -675,6 +676,8 @@ class _Parser:
         unassigned = get("unassigned", self.bool)
         disabled = get("disabled", self.bool)
         total = get("total-size", self.size)
+        if size is not None and kind in (BarKind.IO, BarKind.MEM32, BarKind.PREF32) and size > (1 << 32):
+            raise self.err(node, f"a {kind.value} BAR of {size:#x} bytes: a 32-bit BAR is at most 4 GiB", f"{field}.size")
         return Bar(index, kind, start, size, bool(unassigned), disabled, total)
 
     def bars(self, node: Node, field: str) -> tuple[Bar, ...]:
@@ -1641,3 +1644,10 @@ def dump_yaml(topology: Topology) -> str:
     with _gc_paused():
         body = _emit(_Writer(topology).document())
     return "# PCI topology for pci-explorer; the format is described in docs/yaml-format.md\n" + body
+
+
+def _char_name(c: object) -> str:
+    """U+0001 for a character YAML refuses (ReaderError gives it as a number or a text)."""
+    if isinstance(c, str) and len(c) == 1:
+        c = ord(c)
+    return f"U+{c:04X}" if isinstance(c, int) else repr(c)

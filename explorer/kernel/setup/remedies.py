@@ -25,7 +25,9 @@ def _need_window(specs: list[BarSpec], kinds: tuple[str, ...]) -> int:
         order = max(ffs0(s.size) - 20, 0)
         size += s.size
         aligns[min(order, 23)] += s.size
-        max_order = max(max_order, order)
+        # aligns[] has 24 orders (1 MiB .. 8 TiB), as in the kernel; pbus_size_mem disables
+        # a BAR aligned beyond them ("bad alignment"), so 16 TiB and up is capped here.
+        max_order = max(max_order, min(order, 23))
     min_align = max(calculate_mem_align(aligns, max_order), 0x100000)
     return align_up(size, min_align)
 
