@@ -10,9 +10,15 @@ from ..model import Topology, names
 JSON_FORMAT = "pci-explorer/groups/1"
 
 
-def _reported_label(t: Topology, members: tuple) -> str | None:
-    by_set = {frozenset(v): k for k, v in t.reported_groups.items()}
+def _reported_label(t: Topology, members: tuple, by_set: dict | None = None) -> str | None:
+    if by_set is None:
+        by_set = _reported_by_set(t)
     return by_set.get(frozenset(members))
+
+
+def _reported_by_set(t: Topology) -> dict[frozenset, str]:
+    """Reported group label by member set (built once per report: per group it was quadratic)."""
+    return {frozenset(v): k for k, v in t.reported_groups.items()}
 
 
 def _reason(pred: GroupPrediction, members: tuple) -> str:
@@ -27,6 +33,7 @@ def groups_json(t: Topology, pred: GroupPrediction, *, which: str = "predicted")
     """``{"source": "predicted"|"reported", "groups": [{"id", "devices", "reason"}], ...}``."""
     reported = t.reported_groups
     mismatches = pred.compare(reported) if reported else []
+    by_set = _reported_by_set(t) if reported else {}
     if which == "reported":
         rows = [{"id": k, "devices": [str(a) for a in v], "reason": _reason(pred, v)} for k, v in reported.items()]
     else:
@@ -48,7 +55,7 @@ def groups_json(t: Topology, pred: GroupPrediction, *, which: str = "predicted")
                 "label": label,
                 "members": [str(a) for a in members],
                 "reasons": list(pred.explanations.get(label, [])),
-                "reported_as": _reported_label(t, members) if reported else None,
+                "reported_as": _reported_label(t, members, by_set) if reported else None,
             }
             for label, members in pred.groups.items()
         ],
