@@ -8,7 +8,7 @@ there is one); never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
+import json  # noqa: F401  (kept for callers; JSON output goes through explorer.jsonout)
 import os
 import sys
 from typing import Sequence
@@ -35,9 +35,16 @@ def _load(spec: str | None) -> Topology:
     return load_source(spec)
 
 
+#: --pretty: indent JSON even when standard output is not a terminal (None: only on a terminal).
+_JSON_PRETTY: bool | None = None
+PRETTY_HELP = "indent the JSON (the default on a terminal; compact otherwise)"
+
+
 def _print_json(obj: object) -> None:
-    json.dump(obj, sys.stdout, indent=2, sort_keys=False)
-    sys.stdout.write("\n")
+    """One JSON document on standard output (C encoder; an iterator value is streamed)."""
+    from .jsonout import write_json
+
+    write_json(obj, sys.stdout, pretty=_JSON_PRETTY)
 
 
 # ---- commands ------------------------------------------------------------------------
@@ -48,7 +55,7 @@ def cmd_tree(args: argparse.Namespace) -> int:
 
     t = _load(args.source)
     if args.json:
-        _print_json(topology_json(t))
+        _print_json(topology_json(t, stream=True))
     else:
         print(render_tree(t))
         for w in t.source.warnings:
@@ -511,12 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("tree", help="print a machine's PCI tree")
     s.add_argument("source", nargs="?", help=SOURCE_HELP)
     s.add_argument("--json", action="store_true", help="machine-readable output (docs/json.md)")
+    s.add_argument("--pretty", action="store_true", help=PRETTY_HELP)
     s.set_defaults(func=cmd_tree)
 
     s = sub.add_parser("show", help="every fact about one device")
     s.add_argument("source", help=SOURCE_HELP + " (may be omitted: `show BDF`)")
     s.add_argument("bdf", nargs="?", help="the device, [dddd:]bb:dd.f")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--pretty", action="store_true", help=PRETTY_HELP)
     s.set_defaults(func=cmd_show)
 
     s = sub.add_parser(
@@ -530,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--compare", action="store_true", help="differences between predicted and reported; exit 0 equal, 1 differ, 2 none reported")
     s.add_argument("--explain", action="store_true", help="say why each group is what it is")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--pretty", action="store_true", help=PRETTY_HELP)
     s.add_argument("--assume-acs", action="append", default=[], metavar="BDF", help="what-if: treat this bridge as ACS-isolated (repeatable)")
     s.add_argument("--acs-override", metavar="SPEC", help="what-if: the out-of-tree pcie_acs_override=SPEC (downstream,multifunction,id:vvvv:dddd)")
     s.add_argument("--move", metavar="BDF=PORT", help="what-if: the device (its slot) plugged into PORT's slot instead")
@@ -539,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source", nargs="?", help=SOURCE_HELP)
     s.add_argument("--port", metavar="BDF", help="only this bridge and the bridges above it")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--pretty", action="store_true", help=PRETTY_HELP)
     s.add_argument("-v", "--verbose", action="store_true", help="list every used range")
     s.set_defaults(func=cmd_resources)
 
@@ -552,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sriov", metavar="PF", help="the SR-IOV physical function")
     s.add_argument("--vfs", type=int, metavar="N", help="how many VFs to enable")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--pretty", action="store_true", help=PRETTY_HELP)
     s.set_defaults(func=cmd_fit)
 
     s = sub.add_parser("plan", help="make and edit a plan: plan new | plan add | plan show")
@@ -580,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("plan")
     s.add_argument("--source", help="check against this SOURCE instead of the plan's own")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--pretty", action="store_true", help=PRETTY_HELP)
     s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("export", help="render a validated plan (refused while errors remain)")
@@ -641,6 +654,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["tui"])
+    global _JSON_PRETTY
+    _JSON_PRETTY = True if getattr(args, "pretty", False) else None
     try:
         return args.func(args)
     except SourceError as e:
