@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -26,6 +25,8 @@ def write_atomic(path: str | Path, data: str | bytes, *, overwrite: bool = False
         raise OutputExists(path)
     directory = path.parent if str(path.parent) else Path(".")
     raw = data.encode("utf-8") if isinstance(data, str) else data
+    import tempfile  # here, not at import: every command imports this module, few write
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:

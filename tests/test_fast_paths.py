@@ -5,6 +5,7 @@ against the documents built the plain way. No timings here (those live in bench/
 from __future__ import annotations
 
 import io
+import os
 import json
 
 import pytest
@@ -122,3 +123,19 @@ def test_reported_labels_built_once_equal_per_group(unpacked, name):
     for row in doc["predicted"]:
         members = tuple(pred.groups[row["label"]])
         assert row["reported_as"] == _reported_label(t, members)
+
+
+def test_group_types_read_through_one_descriptor(unpacked):
+    from conftest import capture_names
+
+    from explorer.sources.sysfs import _read_group_types, _Root
+
+    seen = 0
+    for name in capture_names():
+        r = _Root(unpacked(name))
+        base = r.abs("sys/kernel/iommu_groups")
+        labels = sorted(os.listdir(base)) if os.path.isdir(base) else []
+        plain = [(g, t) for g in labels if (t := r.read_text(f"sys/kernel/iommu_groups/{g}/type"))]
+        assert _read_group_types(r, labels) == plain, name
+        seen += len(plain)
+    assert seen > 0
