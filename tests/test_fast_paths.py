@@ -139,3 +139,32 @@ def test_group_types_read_through_one_descriptor(unpacked):
         assert _read_group_types(r, labels) == plain, name
         seen += len(plain)
     assert seen > 0
+
+
+def _same_db(a, b) -> None:
+    assert a.vendors == b.vendors and a.classes == b.classes
+    # lookups first (they parse one vendor each), then everything
+    for key, name in list(a.devices.items())[::97]:
+        assert b.devices.get(key) == name and key in b.devices and b.devices[key] == name
+    for key, name in list(a.subsystems.items())[::97]:
+        assert b.subsystems.get(key) == name
+    assert b.devices.get((0xFFFFF, 1)) is None and (0x1234, 0xFFFFF) not in b.devices
+    assert dict(b.devices.items()) == a.devices and dict(b.subsystems.items()) == a.subsystems
+
+
+def test_indexed_pci_ids_equal_the_full_parse():
+    from explorer.model import names
+
+    text = (
+        "# comment\n1234  Vendor A\n\t0001  Dev one\n\t\t1234 0009  Sub\n\t0002  Dev two\n"
+        "zzzz  not hex: its lines go to the vendor before\n\t0003  Dev three\n"
+        "abcd  Vendor B\n\t00ff  B dev\n1234  Vendor A again\n\t0004  Dev four\n"
+        "C 01  Mass storage controller\n\t06  SATA controller\n\t\t01  AHCI 1.0\n"
+        "C 02  Network controller\n\t00  Ethernet controller\n"
+    )
+    _same_db(names.PciIds.parse(text), names.PciIds.parse_indexed(text))
+    path = names.find_pci_ids()
+    if path:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        _same_db(names.PciIds.parse(text), names.PciIds.parse_indexed(text))
