@@ -240,6 +240,8 @@ def _kind_from_flags(flags: int) -> BarKind | None:
 
 def _bar_from_row(index: int, row: tuple[int, int, int]) -> Bar | None:
     start, end, flags = row
+    if not flags:  # most rows: no BAR there (no IO or MEM flag)
+        return None
     kind = _kind_from_flags(flags)
     if kind is None:
         return None
