@@ -8,7 +8,7 @@ there is one); never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
+import json  # noqa: F401  (kept for callers; JSON output goes through explorer.jsonout)
 import os
 import sys
 from typing import Sequence
@@ -46,9 +46,19 @@ def _load(spec: str | None) -> Topology:
     return load_source(spec)
 
 
+#: --pretty: indent JSON even when standard output is not a terminal (None: only on a terminal).
+_JSON_PRETTY: bool | None = None
+PRETTY_HELP = "indent the JSON (the default on a terminal; compact otherwise)"
+
+
 def _print_json(obj: object) -> None:
-    json.dump(obj, sys.stdout, indent=2, sort_keys=False)
-    sys.stdout.write("\n")
+    """One JSON document on standard output (C encoder; an iterator value is streamed)."""
+    from .jsonout import write_json
+
+    # The JSON encoder escapes every control character (ensure_ascii), so the document goes to
+    # the raw stream: nothing for the control-character filter to do, and no cost per chunk.
+    out = sys.stdout
+    write_json(obj, out.raw if isinstance(out, _CleanStream) else out, pretty=_JSON_PRETTY)
 
 
 class _CleanStream:
@@ -89,7 +99,7 @@ def cmd_tree(args: argparse.Namespace) -> int:
 
     t = _load(args.source)
     if args.json:
-        _print_json(topology_json(t))
+        _print_json(topology_json(t, stream=True))
     else:
         print(render_tree(t))
         for w in t.source.warnings:
@@ -716,6 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("tree", help="print a machine's PCI tree")
     s.add_argument("source", nargs="?", help=SOURCE_HELP)
     s.add_argument("--json", action="store_true", help=JSON_HELP)
+    s.add_argument("--pretty", action="store_true", help=PRETTY_HELP)
     s.set_defaults(func=cmd_tree)
 
     s = sub.add_parser("trust", help="external-facing ports, untrusted and removable devices, what that costs, Thunderbolt authorization")
@@ -727,6 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source", help=SOURCE_HELP + " (may be omitted: `show BDF`)")
     s.add_argument("bdf", nargs="?", help="the device, [dddd:]bb:dd.f")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
+    s.add_argument("--pretty", action="store_true", help=PRETTY_HELP)
     s.set_defaults(func=cmd_show)
 
     s = sub.add_parser(
@@ -742,6 +754,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="store_true", help="also each function's reset methods")
     s.add_argument("--vfio-ids", metavar="GROUP|BDF", help="print the vfio-pci.ids= value and the driverctl lines for this group (or the group of this device)")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
+    s.add_argument("--pretty", action="store_true", help=PRETTY_HELP)
     s.add_argument("--assume-acs", action="append", default=[], metavar="BDF", help="what-if: treat this bridge as ACS-isolated (repeatable)")
     s.add_argument("--acs-override", metavar="SPEC", help="what-if: the out-of-tree pcie_acs_override=SPEC (downstream,multifunction,id:vvvv:dddd)")
     s.add_argument("--move", metavar="BDF=PORT", help="what-if: the device (its slot) plugged into PORT's slot instead")
@@ -751,6 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source", nargs="?", help=SOURCE_HELP)
     s.add_argument("--port", metavar="BDF", help="only this bridge and the bridges above it")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
+    s.add_argument("--pretty", action="store_true", help=PRETTY_HELP)
     s.add_argument("-v", "--verbose", action="store_true", help="list every used range")
     s.set_defaults(func=cmd_resources)
 
@@ -771,13 +785,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sriov", metavar="PF", help="the SR-IOV physical function")
     s.add_argument("--vfs", type=int, metavar="N", help="how many VFs to enable")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
+    s.add_argument("--pretty", action="store_true", help=PRETTY_HELP)
     s.set_defaults(func=cmd_fit)
 
     s = sub.add_parser("diff", help="what changed between two sources of one machine (exit 0 none, 1 differences)")
     s.add_argument("old", help="the machine before: " + SOURCE_HELP.split("; omitted")[0])
     s.add_argument("new", help="the machine after (same kinds of SOURCE)")
     s.add_argument("--only", metavar="SECTIONS", help="comma-separated: context, devices, groups, resources, drivers, links, sriov")
-    s.add_argument("--json", action="store_true", help="machine-readable output (docs/json.md)")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_diff)
 
     s = sub.add_parser("plan", help="make and edit a plan: plan new | plan add | plan show")
@@ -809,6 +824,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("plan", help="the plan file (YAML)")
     s.add_argument("--source", help="check against this SOURCE instead of the plan's own")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
+    s.add_argument("--pretty", action="store_true", help=PRETTY_HELP)
     s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("export", help="render a validated plan (refused while errors remain)")
@@ -877,7 +893,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("words", nargs="*", help="the words of the command line")
     s.set_defaults(func=cmd_complete)
     _hide_subcommand(sub, "__complete")
+    _add_pretty(p)
     return p
+
+
+def _add_pretty(parser: argparse.ArgumentParser) -> None:
+    """Every command with --json also takes --pretty (indent even when not on a terminal)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in set(action.choices.values()):
+                opts = sp._option_string_actions
+                if "--json" in opts and "--pretty" not in opts:
+                    sp.add_argument("--pretty", action="store_true", help=PRETTY_HELP)
+                _add_pretty(sp)
 
 
 def _hide_subcommand(sub: argparse._SubParsersAction, name: str) -> None:
@@ -895,6 +923,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["tui"])
+    global _JSON_PRETTY
+    _JSON_PRETTY = True if getattr(args, "pretty", False) else None
     old_term = None
     try:
         import signal

@@ -12,9 +12,15 @@ from . import mdev as _mdev
 JSON_FORMAT = format_id("groups")
 
 
-def _reported_label(t: Topology, members: tuple) -> str | None:
-    by_set = {frozenset(v): k for k, v in t.reported_groups.items()}
+def _reported_label(t: Topology, members: tuple, by_set: dict | None = None) -> str | None:
+    if by_set is None:
+        by_set = _reported_by_set(t)
     return by_set.get(frozenset(members))
+
+
+def _reported_by_set(t: Topology) -> dict[frozenset, str]:
+    """Reported group label by member set (built once per report: per group it was quadratic)."""
+    return {frozenset(v): k for k, v in t.reported_groups.items()}
 
 
 def _reason(pred: GroupPrediction, members: tuple) -> str:
@@ -32,6 +38,7 @@ def groups_json(t: Topology, pred: GroupPrediction, *, which: str = "predicted",
     ``compare`` and ``groups`` are the predicted ones."""
     reported = t.reported_groups
     mismatches = pred.compare(reported) if reported else []
+    by_set = _reported_by_set(t) if reported else {}
     if which == "reported":
         rows = [{"id": k, "devices": [str(a) for a in v], "reason": _reason(pred, v)} for k, v in reported.items()]
         # vfio's own groups for mediated devices: UUIDs, not PCI functions (export/mdev.py).
@@ -54,7 +61,7 @@ def groups_json(t: Topology, pred: GroupPrediction, *, which: str = "predicted",
                 "label": label,
                 "members": [str(a) for a in members],
                 "reasons": list(pred.explanations.get(label, [])),
-                "reported_as": _reported_label(t, members) if reported else None,
+                "reported_as": _reported_label(t, members, by_set) if reported else None,
             }
             for label, members in pred.groups.items()
         ],

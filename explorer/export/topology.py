@@ -29,15 +29,26 @@ def _maybe(v: Any) -> Any:
     return _plain(v)
 
 
+#: Exact types returned as they are, and field names per dataclass (fields() is slow).
+_SCALARS = frozenset({int, str, bool, float, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _plain(v: Any) -> Any:
     if v is ABSENT:
         return False
+    if type(v) in _SCALARS:
+        return v
+    names = _FIELD_NAMES.get(type(v))
+    if names is not None:
+        return {n: _plain(getattr(v, n)) for n in names}
     if isinstance(v, Enum):
         return v.value
     if isinstance(v, Address):
         return str(v)
     if is_dataclass(v) and not isinstance(v, type):
-        return {f.name: _plain(getattr(v, f.name)) for f in fields(v)}
+        names = _FIELD_NAMES.setdefault(type(v), tuple(f.name for f in fields(v)))
+        return {n: _plain(getattr(v, n)) for n in names}
     if isinstance(v, (tuple, list)):
         return [_plain(x) for x in v]
     return v
@@ -147,11 +158,16 @@ def host_bridge_json(hb: HostBridge) -> dict[str, Any]:
     }
 
 
-def topology_json(t: Topology) -> dict[str, Any]:
-    """``tree --json``: the envelope (format, source), the host bridges and every device."""
+def topology_json(t: Topology, *, stream: bool = False) -> dict[str, Any]:
+    """``tree --json``: the envelope (format, source, context), the host bridges and every
+    device. With ``stream``, ``devices`` is an iterator that builds each device's object on
+    demand (for explorer.jsonout.write_json: a big machine's document is never whole in
+    memory)."""
+    memo: dict = {}
+    devices = (device_json(t, fn, memo) for fn in t)
     return envelope("tree", t, {
         "host_bridges": [host_bridge_json(h) for h in t.host_bridges],
-        "devices": [device_json(t, fn, memo) for memo in ({},) for fn in t],
+        "devices": devices if stream else list(devices),
         **_mdev.topology_keys(t),
     })
 

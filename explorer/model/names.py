@@ -10,6 +10,7 @@ or unreadable pci.ids never fails anything.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -145,6 +146,117 @@ class PciIds:
         base, sub = code >> 16, (code >> 8) & 0xFF
         return self.classes.get((base, sub)) or self.classes.get((base,))
 
+    @classmethod
+    def parse_indexed(cls, text: str, path: str | None = None) -> "PciIds":
+        """The same database, built lazily: vendor names and classes at once (one regular
+        expression pass over the top-level lines), a vendor's devices and subsystems on the
+        first lookup that needs them. A command names a few dozen vendors of the ~2,500.
+        Lookups (``in``, ``[]``, ``get``) give what ``parse`` gives; iterating over
+        ``devices`` or ``subsystems`` parses everything first."""
+        db = cls(path=path)
+        spans: dict[int, list[tuple[int, int]]] = {}
+        tops = [(m.start(), m.end(), m.group()) for m in _TOP_LINE.finditer(text)]
+        vendor: int | None = None
+        in_classes = False
+        for i, (_start, end, raw) in enumerate(tops):
+            nxt = tops[i + 1][0] if i + 1 < len(tops) else len(text)
+            if raw.startswith("C "):
+                in_classes = True
+                db._parse_block("C", text[_start:nxt])
+                continue
+            in_classes = False
+            code, _, name = raw.partition("  ")
+            try:
+                vendor = int(code, 16)
+            except ValueError:
+                pass  # skipped, as parse() does: the lines below go to the vendor before
+            else:
+                db.vendors[vendor] = name.strip()
+            if vendor is not None and not in_classes and end < nxt:
+                spans.setdefault(vendor, []).append((end, nxt))
+        lazy = _LazyTable(db, spans, text)
+        db.devices = lazy.devices
+        db.subsystems = lazy.subsystems
+        return db
+
+    def _parse_block(self, kind: str, block: str) -> None:
+        """A class block (``C`` line and its lines), parsed as parse() does."""
+        sub = PciIds.parse(block)
+        self.classes.update(sub.classes)
+
+
+_TOP_LINE = re.compile(r"^[^\t#\n][^\n]*", re.M)
+
+
+class _LazyTable:
+    """Parses one vendor's device and subsystem lines when a lookup first asks for it."""
+
+    def __init__(self, db: PciIds, spans: dict[int, list[tuple[int, int]]], text: str) -> None:
+        self.db, self.spans, self.text = db, spans, text
+        self.devices = _VendorDict(self)
+        self.subsystems = _VendorDict(self)
+
+    def ensure(self, vendor: object) -> None:
+        spans = self.spans.pop(vendor, None) if self.spans else None  # type: ignore[call-overload]
+        if not spans:
+            return
+        header = f"{vendor:04x}  x\n"
+        for a, b in spans:
+            part = PciIds.parse(header + self.text[a:b])
+            dict.update(self.devices, part.devices)
+            dict.update(self.subsystems, part.subsystems)
+
+    def ensure_all(self) -> None:
+        for v in list(self.spans):
+            self.ensure(v)
+
+
+class _VendorDict(dict):
+    """A dict keyed by tuples whose first item is the vendor, filled per vendor on demand."""
+
+    def __init__(self, table: _LazyTable) -> None:
+        super().__init__()
+        self._table = table
+
+    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+        self._table.ensure(key[0] if isinstance(key, tuple) and key else None)
+        return dict.__getitem__(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        self._table.ensure(key[0] if isinstance(key, tuple) and key else None)
+        return dict.__contains__(self, key)
+
+    def get(self, key, default=None):  # type: ignore[no-untyped-def]
+        self._table.ensure(key[0] if isinstance(key, tuple) and key else None)
+        return dict.get(self, key, default)
+
+    def _all(self) -> "_VendorDict":
+        self._table.ensure_all()
+        return self
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return dict.__iter__(self._all())
+
+    def __len__(self) -> int:
+        return dict.__len__(self._all())
+
+    def keys(self):  # type: ignore[no-untyped-def]
+        return dict.keys(self._all())
+
+    def values(self):  # type: ignore[no-untyped-def]
+        return dict.values(self._all())
+
+    def items(self):  # type: ignore[no-untyped-def]
+        return dict.items(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return dict.__eq__(self._all(), other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return dict.__repr__(self._all())
+
 
 _lock = threading.Lock()
 _db: PciIds | None = None
@@ -171,7 +283,7 @@ def database() -> PciIds | None:
             if path:
                 try:
                     with open(path, encoding="utf-8", errors="replace") as f:
-                        _db = PciIds.parse(f.read(), path)
+                        _db = PciIds.parse_indexed(f.read(), path)
                 except OSError:
                     _db = None
         return _db

@@ -1,0 +1,112 @@
+"""Write a JSON document to standard output (or any text stream), fast.
+
+``write_json(obj)`` encodes with the json module's C encoder: compact (no spaces) when the
+output is not a terminal, indented by two spaces on a terminal or when asked (``--pretty``).
+The indented form is byte-identical to ``json.dumps(obj, indent=2)``; the compact one to
+``json.dumps(obj, separators=(",", ":"))``.
+
+A value may be an iterator (a generator, ``iter(list)``...) instead of a list: its items
+are then encoded and written in batches as they are produced, so a 100,000-device document
+never exists whole in memory, as objects or as text. The output is the same as for the list.
+
+Stdlib only; it does not care what the document is.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+_PRETTY = json.JSONEncoder(indent=2)
+#: Items of a streamed list encoded per write (fewer, larger writes; bounded memory).
+BATCH = 512
+
+
+def wants_pretty(out: IO[str], pretty: bool | None) -> bool:
+    if pretty is not None:
+        return pretty
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def write_json(obj: Any, out: IO[str] | None = None, *, pretty: bool | None = None) -> None:
+    """Write ``obj`` and a newline. ``pretty``: None = indent only on a terminal."""
+    out = sys.stdout if out is None else out
+    indent = wants_pretty(out, pretty)
+    if not _has_iterator(obj):
+        out.write((_PRETTY if indent else _COMPACT).encode(obj))
+    else:
+        for chunk in _chunks(obj, indent, 0):
+            out.write(chunk)
+    out.write("\n")
+
+
+def dumps(obj: Any, *, pretty: bool = False) -> str:
+    """The text ``write_json`` writes (without the newline)."""
+    if not _has_iterator(obj):
+        return (_PRETTY if pretty else _COMPACT).encode(obj)
+    return "".join(_chunks(obj, pretty, 0))
+
+
+def _is_iterator(v: Any) -> bool:
+    return isinstance(v, Iterator) and not isinstance(v, (str, bytes, dict, list, tuple))
+
+
+def _has_iterator(v: Any, depth: int = 0) -> bool:
+    """Whether ``v`` is an iterator or an object holding one among its values, down to
+    objects in objects (where documents put their long lists). Items of lists are not
+    searched: a list's items are encoded as they are."""
+    if _is_iterator(v):
+        return True
+    if depth < 3 and isinstance(v, dict):
+        return any(_has_iterator(x, depth + 1) for x in v.values())
+    return False
+
+
+def _encode(v: Any, indent: bool, level: int) -> str:
+    if not indent:
+        return _COMPACT.encode(v)
+    text = _PRETTY.encode(v)
+    return text.replace("\n", "\n" + "  " * level) if level and "\n" in text else text
+
+
+def _chunks(v: Any, indent: bool, level: int) -> Iterator[str]:
+    """The JSON text of ``v`` in pieces, identical to encoding ``v`` with its iterators
+    turned into lists (``v`` is an iterator or an object holding one)."""
+    if not _has_iterator(v):
+        yield _encode(v, indent, level)
+        return
+    nl = "\n" + "  " * (level + 1) if indent else ""
+    end = "\n" + "  " * level if indent else ""
+    sep = "," + nl
+    if isinstance(v, dict):
+        if not v:
+            yield "{}"
+            return
+        colon = ": " if indent else ":"
+        first = True
+        for k, x in v.items():
+            if not isinstance(k, str):
+                raise TypeError("streamed JSON objects need string keys")
+            yield ("{" + nl if first else sep) + json.dumps(k) + colon
+            first = False
+            yield from _chunks(x, indent, level + 1)
+        yield end + "}"
+        return
+    # an iterator: its items are encoded as they come, in batches
+    batch: list[str] = []
+    started = False
+    for x in v:
+        batch.append(_encode(x, indent, level + 1))
+        if len(batch) >= BATCH:
+            yield ("[" + nl if not started else sep) + sep.join(batch)
+            started, batch = True, []
+    if batch:
+        yield ("[" + nl if not started else sep) + sep.join(batch)
+        started = True
+    yield (end + "]") if started else "[]"

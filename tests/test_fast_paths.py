@@ -1,0 +1,170 @@
+"""The fast paths give the plain paths' results: JSON written by explorer.jsonout (C encoder,
+streamed lists) against json.dumps of the whole document, and the commands' --json output
+against the documents built the plain way. No timings here (those live in bench/)."""
+
+from __future__ import annotations
+
+import io
+import os
+import json
+
+import pytest
+
+from explorer import jsonout
+from explorer.cli import main
+from explorer.export.groups import _reported_label, groups_json
+from explorer.export.resources import report_json
+from explorer.export.topology import topology_json
+from explorer.kernel.groups import predict_groups
+from explorer.kernel.resources import account
+from explorer.sources import load_source
+
+CAPTURES = ["base", "switch", "sriov-nvme"]
+
+
+def _documents(root: str) -> dict[str, object]:
+    t = load_source(root)
+    pred = predict_groups(t)
+    return {
+        "tree": topology_json(t),
+        "groups": groups_json(t, pred, which="reported" if t.reported_groups else "predicted"),
+        "resources": report_json(account(t)),
+    }
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_encodings_equal_json_dumps(unpacked, name):
+    for kind, doc in _documents(str(unpacked(name))).items():
+        assert jsonout.dumps(doc, pretty=True) == json.dumps(doc, indent=2), kind
+        compact = jsonout.dumps(doc)
+        assert compact == json.dumps(doc, separators=(",", ":")), kind
+        assert json.loads(compact) == doc
+        assert "\n" not in compact
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_streamed_tree_document_is_byte_identical(unpacked, name, monkeypatch):
+    t = load_source(str(unpacked(name)))
+    whole = topology_json(t)
+    assert isinstance(whole["devices"], list) and len(whole["devices"]) > 3
+    monkeypatch.setattr(jsonout, "BATCH", 2)  # several batches even on a small machine
+    for pretty in (False, True):
+        buf = io.StringIO()
+        jsonout.write_json(topology_json(t, stream=True), buf, pretty=pretty)
+        plain = json.dumps(whole, indent=2) if pretty else json.dumps(whole, separators=(",", ":"))
+        assert buf.getvalue() == plain + "\n"
+
+
+def test_streaming_edge_cases():
+    cases = [
+        {"a": iter([]), "b": 1},
+        {"a": {"b": iter([{"x": [1, 2]}, {"y": {}}]), "c": []}, "d": "é\n\"q\""},
+        iter([1, [2, 3], {"k": None}]),
+        {"n": iter(range(7)), "m": iter([[], {}])},
+    ]
+    plain = [
+        {"a": [], "b": 1},
+        {"a": {"b": [{"x": [1, 2]}, {"y": {}}], "c": []}, "d": "é\n\"q\""},
+        [1, [2, 3], {"k": None}],
+        {"n": list(range(7)), "m": [[], {}]},
+    ]
+    for streamed, want in zip(cases, plain):
+        text = jsonout.dumps(streamed, pretty=True)
+        assert text == json.dumps(want, indent=2)
+    for streamed, want in zip(
+        [{"a": iter([]), "b": 1}, {"n": iter(range(7)), "m": iter([[], {}])}],
+        [{"a": [], "b": 1}, {"n": list(range(7)), "m": [[], {}]}],
+    ):
+        assert jsonout.dumps(streamed) == json.dumps(want, separators=(",", ":"))
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_indent_on_a_terminal_compact_on_a_pipe():
+    doc = {"a": [1, {"b": 2}]}
+    tty, pipe = _Tty(), io.StringIO()
+    jsonout.write_json(doc, tty)
+    jsonout.write_json(doc, pipe)
+    assert tty.getvalue() == json.dumps(doc, indent=2) + "\n"
+    assert pipe.getvalue() == '{"a":[1,{"b":2}]}\n'
+    forced = io.StringIO()
+    jsonout.write_json(doc, forced, pretty=True)
+    assert forced.getvalue() == tty.getvalue()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["tree", "{root}", "--json"], ["groups", "{root}", "--json"], ["resources", "{root}", "--json"],
+     ["show", "{root}", "01:00.0", "--json"]],
+)
+def test_cli_json_compact_and_pretty(unpacked, capsys, argv):
+    root = str(unpacked("sriov-nvme"))
+    args = [a.format(root=root) for a in argv]
+    assert main(args) == 0
+    compact = capsys.readouterr().out
+    assert main(args + ["--pretty"]) == 0
+    pretty = capsys.readouterr().out
+    doc = json.loads(compact)
+    assert json.loads(pretty) == doc
+    assert compact.count("\n") == 1 and compact.endswith("\n")
+    # --pretty prints exactly what json.dump(doc, indent=2) printed before the fast writer
+    assert pretty == json.dumps(doc, indent=2) + "\n"
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_reported_labels_built_once_equal_per_group(unpacked, name):
+    t = load_source(str(unpacked(name)))
+    pred = predict_groups(t)
+    doc = groups_json(t, pred, which="predicted")
+    assert t.reported_groups
+    for row in doc["predicted"]:
+        members = tuple(pred.groups[row["label"]])
+        assert row["reported_as"] == _reported_label(t, members)
+
+
+def test_group_types_read_through_one_descriptor(unpacked):
+    from conftest import capture_names
+
+    from explorer.sources.sysfs import _read_group_types, _Root
+
+    seen = 0
+    for name in capture_names():
+        r = _Root(unpacked(name))
+        base = r.abs("sys/kernel/iommu_groups")
+        labels = sorted(os.listdir(base)) if os.path.isdir(base) else []
+        plain = [(g, t) for g in labels if (t := r.read_text(f"sys/kernel/iommu_groups/{g}/type"))]
+        assert _read_group_types(r, labels) == plain, name
+        seen += len(plain)
+    assert seen > 0
+
+
+def _same_db(a, b) -> None:
+    assert a.vendors == b.vendors and a.classes == b.classes
+    # lookups first (they parse one vendor each), then everything
+    for key, name in list(a.devices.items())[::97]:
+        assert b.devices.get(key) == name and key in b.devices and b.devices[key] == name
+    for key, name in list(a.subsystems.items())[::97]:
+        assert b.subsystems.get(key) == name
+    assert b.devices.get((0xFFFFF, 1)) is None and (0x1234, 0xFFFFF) not in b.devices
+    assert dict(b.devices.items()) == a.devices and dict(b.subsystems.items()) == a.subsystems
+
+
+def test_indexed_pci_ids_equal_the_full_parse():
+    from explorer.model import names
+
+    text = (
+        "# comment\n1234  Vendor A\n\t0001  Dev one\n\t\t1234 0009  Sub\n\t0002  Dev two\n"
+        "zzzz  not hex: its lines go to the vendor before\n\t0003  Dev three\n"
+        "abcd  Vendor B\n\t00ff  B dev\n1234  Vendor A again\n\t0004  Dev four\n"
+        "C 01  Mass storage controller\n\t06  SATA controller\n\t\t01  AHCI 1.0\n"
+        "C 02  Network controller\n\t00  Ethernet controller\n"
+    )
+    _same_db(names.PciIds.parse(text), names.PciIds.parse_indexed(text))
+    path = names.find_pci_ids()
+    if path:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        _same_db(names.PciIds.parse(text), names.PciIds.parse_indexed(text))
