@@ -218,7 +218,14 @@ def test_plan_rules(topo):
     # Removing the active V5_8 frees its instance.
     p = plan_of(topo, ["mdev-remove", ACTIVE], ["mdev", GPU, "--type", "i915-GVTg_V5_8", "--count", "2"])
     assert not has_errors(check(p, topo))
+    # ... but only a removal that comes first in the plan (the kernel sees the writes in order).
+    late = plan_of(topo, ["mdev", GPU, "--type", "i915-GVTg_V5_8", "--count", "2"], ["mdev-remove", ACTIVE])
+    assert codes(check(late, topo)) == {"MDEV-INSTANCES"}
     assert not has_errors(check(plan_of(topo, ["mdev", GPU, "--type", "i915-GVTg_V5_8"]), topo))
+    # Two types on one parent: each counted alone, with a warning that they share resources.
+    mixed = plan_of(topo, ["mdev-remove", ACTIVE], ["mdev", GPU, "--type", "i915-GVTg_V5_8"], ["mdev", GPU, "--type", "i915-GVTg_V5_4"])
+    f = check(mixed, topo)
+    assert codes(f) == {"MDEV-INSTANCES"} and "MDEV-INSTANCES" in codes(f, "warning")  # V5_4 is full; the types share
     assert codes(check(plan_of(topo, ["mdev", "0000:00:1f.2", "--type", "x"]), topo)) == {"MDEV-TYPE-MISSING"}
     assert codes(check(plan_of(topo, ["assign", GPU, "--vm", "w"]), topo)) == {"MDEV-PARENT-ASSIGNED"}
     assert codes(check(plan_of(topo, ["bind", GPU, "--driver", "vfio-pci"]), topo)) == {"MDEV-PARENT-ASSIGNED"}
