@@ -165,12 +165,16 @@ def test_snapshot_keeps_mdevs(tree, topo, tmp_path):
     assert f"./{gpu_dir}/mdev_supported_types/i915-GVTg_V5_8/create" not in names  # write-only
     assert f"./sys/bus/mdev/devices/{ACTIVE}" in names and "./sys/class/mdev_bus/mtty" in names
     assert load_snapshot(out).mdev == topo.mdev
-    # A machine with no mdevs: the snapshot says so (known none), not unknown.
+    # A copied tree that does not show the mdev core stays unknown through a snapshot ...
     plain = tmp_path / "plain"
     with tarfile.open(CAPTURE) as tf:
         tf.extractall(plain, filter="tar")
     capture(plain, tmp_path / "plain.tar.gz")
-    none = load_snapshot(tmp_path / "plain.tar.gz").mdev
+    assert load_snapshot(tmp_path / "plain.tar.gz").mdev is None
+    # ... one with the mdev core loaded and no parent says so: known none, not unknown.
+    (plain / "sys/class/mdev_bus").mkdir(parents=True)
+    capture(plain, tmp_path / "none.tar.gz")
+    none = load_snapshot(tmp_path / "none.tar.gz").mdev
     assert none is not None and none.parents == () and none.instances == ()
 
 

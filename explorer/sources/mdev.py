@@ -202,11 +202,13 @@ def read_mdev(
 # ---- snapshots --------------------------------------------------------------------------------
 
 
-def capture_mdev(col) -> None:  # noqa: ANN001 - snapshot._Collector
+def capture_mdev(col, live: bool) -> bool:  # noqa: ANN001 - snapshot._Collector
     """Add to a snapshot being collected everything :func:`read_mdev` reads: the
     ``mdev_bus`` class links, each parent's type directories (all but the write-only
     ``create``), each mdev's directory and links, the mdev bus links, and the Intel VT-d
-    units' ``ecap``. The groups' own links are copied with the other IOMMU groups."""
+    units' ``ecap``. The groups' own links are copied with the other IOMMU groups.
+    Returns whether the tree could show mdevs (see :func:`shows_mdev`), which the snapshot
+    records so that "none captured" means none."""
     t = col.tree
     parents: dict[str, str] = {}
     for name in t.listdir(CLASS_DIR) or []:
@@ -254,6 +256,7 @@ def capture_mdev(col) -> None:  # noqa: ANN001 - snapshot._Collector
         if target is not None and col.copy_link(rel):
             col.add_dir(target)
             col.copy_file(f"{target}/intel-iommu/ecap")
+    return live or bool(parents) or t.is_dir(CLASS_DIR) or t.is_dir("sys/bus/mdev")
 
 
 __all__ = ["BUS_DIR", "CLASS_DIR", "INSTANCE_LINKS", "TYPES", "TYPE_FILES", "capture_mdev", "read_mdev", "scalable_mode", "shows_mdev"]
