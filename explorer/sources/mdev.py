@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from dataclasses import replace
 from typing import Callable, Iterable
 
 from ..model import ABSENT, MdevInfo, MdevInstance, MdevParent, MdevType, is_address, is_uuid
@@ -31,6 +32,7 @@ from ..model import ABSENT, MdevInfo, MdevInstance, MdevParent, MdevType, is_add
 CLASS_DIR = "sys/class/mdev_bus"
 BUS_DIR = "sys/bus/mdev/devices"
 IOMMU_CLASS = "sys/class/iommu"
+GROUPS_DIR = "sys/kernel/iommu_groups"
 TYPES = "mdev_supported_types"
 #: Files of a type directory that are read (``create`` is write-only: never read).
 TYPE_FILES = ("name", "description", "device_api", "available_instances")
@@ -194,7 +196,22 @@ def read_mdev(
             continue
         rel = resolve(f"{BUS_DIR}/{uuid}")
         if rel is not None:
+            seen.add(uuid)
             instances.append(_instance(root, rel, posixpath.basename(posixpath.dirname(rel)), groups_exist))
+    # The groups name their members too: an mdev's group holds its UUID (and no PCI address).
+    in_group: dict[str, str] = {}
+    for label in _listdir(os.path.join(root, GROUPS_DIR)) or []:
+        for member in _listdir(os.path.join(root, GROUPS_DIR, label, "devices")) or []:
+            if not is_uuid(member):
+                continue
+            in_group.setdefault(member, label)
+            if member not in seen:
+                rel = resolve(f"{GROUPS_DIR}/{label}/devices/{member}")
+                if rel is not None and os.path.isdir(os.path.join(root, rel)):
+                    seen.add(member)
+                    instances.append(_instance(root, rel, posixpath.basename(posixpath.dirname(rel)), groups_exist))
+    instances = [replace(i, iommu_group=in_group[i.uuid]) if not isinstance(i.iommu_group, str) and i.uuid in in_group else i
+                 for i in instances]
     instances.sort(key=lambda i: (i.parent, i.uuid))
     return MdevInfo(tuple(parents), tuple(instances), scalable_mode(root, cmdline))
 
