@@ -243,6 +243,21 @@ def test_plan_rules(topo):
     assert "MDEV-UUID" in codes(check(u, topo))
 
 
+def test_plan_file_keeps_the_mdev_actions(topo, tmp_path):
+    from explorer.plan import load_plan, save_plan
+    from explorer.plan.planfile import PlanFileError
+
+    p = plan_of(topo, ["mdev-remove", ACTIVE], ["assign", ACTIVE.upper(), "--vm", "w"], ["mdev", GPU, "--type", "i915-GVTg_V5_8"])
+    save_plan(p, tmp_path / "p.yaml")
+    again = load_plan(tmp_path / "p.yaml")
+    assert [a.words() for a in again.actions] == [a.words() for a in p.actions]
+    assert again.actions[1].to_dict() == {"action": "assign", "mdev": ACTIVE, "vm": "w"}
+    text = (tmp_path / "p.yaml").read_text().replace(f'uuid: "{ACTIVE}"', 'uuid: "nope"')
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(PlanFileError, match=r"actions\[0\]\.uuid"):
+        load_plan(tmp_path / "bad.yaml")
+
+
 # ---- exports --------------------------------------------------------------------------------------
 
 
