@@ -165,12 +165,16 @@ def test_snapshot_keeps_mdevs(tree, topo, tmp_path):
     assert f"./{gpu_dir}/mdev_supported_types/i915-GVTg_V5_8/create" not in names  # write-only
     assert f"./sys/bus/mdev/devices/{ACTIVE}" in names and "./sys/class/mdev_bus/mtty" in names
     assert load_snapshot(out).mdev == topo.mdev
-    # A machine with no mdevs: the snapshot says so (known none), not unknown.
+    # A copied tree that does not show the mdev core stays unknown through a snapshot ...
     plain = tmp_path / "plain"
     with tarfile.open(CAPTURE) as tf:
         tf.extractall(plain, filter="tar")
     capture(plain, tmp_path / "plain.tar.gz")
-    none = load_snapshot(tmp_path / "plain.tar.gz").mdev
+    assert load_snapshot(tmp_path / "plain.tar.gz").mdev is None
+    # ... one with the mdev core loaded and no parent says so: known none, not unknown.
+    (plain / "sys/class/mdev_bus").mkdir(parents=True)
+    capture(plain, tmp_path / "none.tar.gz")
+    none = load_snapshot(tmp_path / "none.tar.gz").mdev
     assert none is not None and none.parents == () and none.instances == ()
 
 
@@ -218,7 +222,14 @@ def test_plan_rules(topo):
     # Removing the active V5_8 frees its instance.
     p = plan_of(topo, ["mdev-remove", ACTIVE], ["mdev", GPU, "--type", "i915-GVTg_V5_8", "--count", "2"])
     assert not has_errors(check(p, topo))
+    # ... but only a removal that comes first in the plan (the kernel sees the writes in order).
+    late = plan_of(topo, ["mdev", GPU, "--type", "i915-GVTg_V5_8", "--count", "2"], ["mdev-remove", ACTIVE])
+    assert codes(check(late, topo)) == {"MDEV-INSTANCES"}
     assert not has_errors(check(plan_of(topo, ["mdev", GPU, "--type", "i915-GVTg_V5_8"]), topo))
+    # Two types on one parent: each counted alone, with a warning that they share resources.
+    mixed = plan_of(topo, ["mdev-remove", ACTIVE], ["mdev", GPU, "--type", "i915-GVTg_V5_8"], ["mdev", GPU, "--type", "i915-GVTg_V5_4"])
+    f = check(mixed, topo)
+    assert codes(f) == {"MDEV-INSTANCES"} and "MDEV-INSTANCES" in codes(f, "warning")  # V5_4 is full; the types share
     assert codes(check(plan_of(topo, ["mdev", "0000:00:1f.2", "--type", "x"]), topo)) == {"MDEV-TYPE-MISSING"}
     assert codes(check(plan_of(topo, ["assign", GPU, "--vm", "w"]), topo)) == {"MDEV-PARENT-ASSIGNED"}
     assert codes(check(plan_of(topo, ["bind", GPU, "--driver", "vfio-pci"]), topo)) == {"MDEV-PARENT-ASSIGNED"}
@@ -230,6 +241,21 @@ def test_plan_rules(topo):
     assert codes(check(gone, topo)) == {"MDEV-MISSING"}
     u = plan_of(topo, ["mdev", GPU, "--type", "i915-GVTg_V5_8", "--uuid", ACTIVE])
     assert "MDEV-UUID" in codes(check(u, topo))
+
+
+def test_plan_file_keeps_the_mdev_actions(topo, tmp_path):
+    from explorer.plan import load_plan, save_plan
+    from explorer.plan.planfile import PlanFileError
+
+    p = plan_of(topo, ["mdev-remove", ACTIVE], ["assign", ACTIVE.upper(), "--vm", "w"], ["mdev", GPU, "--type", "i915-GVTg_V5_8"])
+    save_plan(p, tmp_path / "p.yaml")
+    again = load_plan(tmp_path / "p.yaml")
+    assert [a.words() for a in again.actions] == [a.words() for a in p.actions]
+    assert again.actions[1].to_dict() == {"action": "assign", "mdev": ACTIVE, "vm": "w"}
+    text = (tmp_path / "p.yaml").read_text().replace(f'uuid: "{ACTIVE}"', 'uuid: "nope"')
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(PlanFileError, match=r"actions\[0\]\.uuid"):
+        load_plan(tmp_path / "bad.yaml")
 
 
 # ---- exports --------------------------------------------------------------------------------------

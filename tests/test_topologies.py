@@ -34,6 +34,8 @@ CASES = {
     "ampere-altra": "Arm server, Ampere quirk entries vs real ACS",
     "hotplug-chassis-small-window": "hot-plug window too small",
     "large-server": "thousands of functions",
+    "intel-cfl-gvtg-desktop": "GVT-g iGPU shared with mdevs",
+    "nvidia-vgpu-server": "vGPU cards, nvidia-NNN mdev types",
 }
 #: Machines whose source reported IOMMU groups (the YAML keeps them).
 REPORTED = [n for n in CASES if n not in ("intel-ich10-desktop", "sriov-nic-server", "large-server")]
@@ -320,3 +322,29 @@ def test_large_server_is_the_synthetic_machine_its_header_names():
     assert len(t) == n
     assert t.functions == generate(n, seed).functions
     assert sum(1 for fn in t if fn.is_virtfn) > 1000
+
+
+# ---- mediated devices -------------------------------------------------------------------------
+
+
+def test_gvtg_desktop_has_the_i915_types():
+    t = topo("intel-cfl-gvtg-desktop")
+    igpu = t.mdev.parent("0000:00:02.0")
+    assert igpu.address in t.functions and t[igpu.address].driver == "i915"
+    assert [(mt.id, mt.name, mt.available_instances) for mt in igpu.types] == [
+        ("i915-GVTg_V5_1", "GVTg_V5_1", 1), ("i915-GVTg_V5_2", "GVTg_V5_2", 2),
+        ("i915-GVTg_V5_4", "GVTg_V5_4", 4), ("i915-GVTg_V5_8", "GVTg_V5_8", 5)]
+    assert all(mt.device_api == "vfio-pci" and mt.description.startswith("low_gm_size: ") for mt in igpu.types)
+    (vgpu,) = t.mdev.instances
+    assert vgpu.type == "i915-GVTg_V5_4" and vgpu.iommu_group == "14" and "14" not in t.reported_groups
+    assert "intel_vgpu_get_available" in header("intel-cfl-gvtg-desktop")
+
+
+def test_nvidia_server_has_vgpu_types_one_free_and_full_ones():
+    t = topo("nvidia-vgpu-server")
+    busy, idle = t.mdev.parents
+    assert all(re.fullmatch(r"nvidia-\d+", mt.id) and mt.name.startswith("GRID P4-") and "max_instance=" in mt.description
+               for mt in busy.types + idle.types)
+    assert {mt.id: mt.available_instances for mt in busy.types if mt.available_instances} == {"nvidia-65": 1}
+    assert idle.type("nvidia-63").available_instances == 8
+    assert t.mdev.instances[0].parent == busy.name

@@ -648,14 +648,39 @@ def rule_mdev(ctx: Context) -> Iterator[Finding]:
                                   [parent], "drivers/vfio/mdev/mdev_sysfs.c mdev_type_add (mdev_supported_types/<type>/create)",
                                   actions[0])
             elif mt.available_instances is not None:
-                freed = removed_types.get((str(parent), mtype), 0)
-                if len(actions) > mt.available_instances + freed:
-                    more = f" (+{freed} freed by removals in the plan)" if freed else ""
+                # In plan order: a removal of an active mdev of this type before a creation frees one.
+                free = mt.available_instances
+                freed = 0
+                over = None
+                steps = sorted([(m.action, 1, 0) for m in sim.mdevs if m.parent == parent and m.mdev_type == mtype]
+                               + [(i, 0, 0) for u, i in sim.mdev_removed
+                                  if u in active and active[u].parent == str(parent) and active[u].type == mtype])
+                for idx, is_create, _ in steps:
+                    if not is_create:
+                        free += 1
+                        freed += 1
+                    elif free > 0:
+                        free -= 1
+                    elif over is None:
+                        over = idx
+                if over is not None:
+                    more = f" (+{freed} freed by earlier removals in the plan)" if freed else ""
                     yield ctx.finding("MDEV-INSTANCES", ERROR,
                                       f"the plan creates {len(actions)} mdev(s) of {mtype} on {parent}; its available_instances is "
                                       f"{mt.available_instances}{more}",
                                       [parent], "drivers/vfio/mdev/mdev_core.c mdev_device_create (-EUSERS), the vendor driver's get_available",
-                                      actions[-1])
+                                      over)
+    mixed: dict[Address, list[str]] = {}
+    for parent, mtype in by_type:
+        mixed.setdefault(parent, []).append(mtype)
+    for parent, mtypes in mixed.items():
+        if len(mtypes) > 1 and info is not None and info.parent(parent) is not None:
+            yield ctx.finding("MDEV-INSTANCES", WARNING,
+                              f"the plan creates mdevs of {len(mtypes)} types on {parent} ({', '.join(mtypes)}): each type's "
+                              "available_instances is counted alone, but types of one parent share its resources "
+                              "(creating one lowers the others' count)",
+                              [parent], "drivers/vfio/mdev/mdev_sysfs.c available_instances_show (the vendor driver's get_available)",
+                              by_type[(parent, mtypes[1])][0])
     # The parent keeps its own driver: not unbound, not given to vfio-pci or a VM.
     for parent, index in _mdev_parents_at_stake(sim, info).items():
         fn = sim.get(parent)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from dataclasses import replace
 from typing import Callable, Iterable
 
 from ..model import ABSENT, MdevInfo, MdevInstance, MdevParent, MdevType, is_address, is_uuid
@@ -31,6 +32,7 @@ from ..model import ABSENT, MdevInfo, MdevInstance, MdevParent, MdevType, is_add
 CLASS_DIR = "sys/class/mdev_bus"
 BUS_DIR = "sys/bus/mdev/devices"
 IOMMU_CLASS = "sys/class/iommu"
+GROUPS_DIR = "sys/kernel/iommu_groups"
 TYPES = "mdev_supported_types"
 #: Files of a type directory that are read (``create`` is write-only: never read).
 TYPE_FILES = ("name", "description", "device_api", "available_instances")
@@ -194,7 +196,22 @@ def read_mdev(
             continue
         rel = resolve(f"{BUS_DIR}/{uuid}")
         if rel is not None:
+            seen.add(uuid)
             instances.append(_instance(root, rel, posixpath.basename(posixpath.dirname(rel)), groups_exist))
+    # The groups name their members too: an mdev's group holds its UUID (and no PCI address).
+    in_group: dict[str, str] = {}
+    for label in _listdir(os.path.join(root, GROUPS_DIR)) or []:
+        for member in _listdir(os.path.join(root, GROUPS_DIR, label, "devices")) or []:
+            if not is_uuid(member):
+                continue
+            in_group.setdefault(member, label)
+            if member not in seen:
+                rel = resolve(f"{GROUPS_DIR}/{label}/devices/{member}")
+                if rel is not None and os.path.isdir(os.path.join(root, rel)):
+                    seen.add(member)
+                    instances.append(_instance(root, rel, posixpath.basename(posixpath.dirname(rel)), groups_exist))
+    instances = [replace(i, iommu_group=in_group[i.uuid]) if not isinstance(i.iommu_group, str) and i.uuid in in_group else i
+                 for i in instances]
     instances.sort(key=lambda i: (i.parent, i.uuid))
     return MdevInfo(tuple(parents), tuple(instances), scalable_mode(root, cmdline))
 
@@ -202,11 +219,13 @@ def read_mdev(
 # ---- snapshots --------------------------------------------------------------------------------
 
 
-def capture_mdev(col) -> None:  # noqa: ANN001 - snapshot._Collector
+def capture_mdev(col, live: bool) -> bool:  # noqa: ANN001 - snapshot._Collector
     """Add to a snapshot being collected everything :func:`read_mdev` reads: the
     ``mdev_bus`` class links, each parent's type directories (all but the write-only
     ``create``), each mdev's directory and links, the mdev bus links, and the Intel VT-d
-    units' ``ecap``. The groups' own links are copied with the other IOMMU groups."""
+    units' ``ecap``. The groups' own links are copied with the other IOMMU groups.
+    Returns whether the tree could show mdevs (see :func:`shows_mdev`), which the snapshot
+    records so that "none captured" means none."""
     t = col.tree
     parents: dict[str, str] = {}
     for name in t.listdir(CLASS_DIR) or []:
@@ -254,6 +273,7 @@ def capture_mdev(col) -> None:  # noqa: ANN001 - snapshot._Collector
         if target is not None and col.copy_link(rel):
             col.add_dir(target)
             col.copy_file(f"{target}/intel-iommu/ecap")
+    return live or bool(parents) or t.is_dir(CLASS_DIR) or t.is_dir("sys/bus/mdev")
 
 
 __all__ = ["BUS_DIR", "CLASS_DIR", "INSTANCE_LINKS", "TYPES", "TYPE_FILES", "capture_mdev", "read_mdev", "scalable_mode", "shows_mdev"]

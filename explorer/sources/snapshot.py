@@ -441,7 +441,7 @@ class _Collector:
         self._thunderbolt()
         from .mdev import capture_mdev
 
-        capture_mdev(self)  # mediated devices (sources/mdev.py)
+        self.mdev_known = capture_mdev(self, live)  # mediated devices (sources/mdev.py)
         for rel in _PROC_FILES:
             self.copy_file(rel)
         self._dmi()
@@ -644,8 +644,9 @@ def capture(
         "serials_zeroed": report.serials_zeroed,
         "partial_config": report.partial_config_devices,
         "skipped": [f"{p}: {why}" for p, why in report.skipped],
-        # Mediated devices were captured: none in the archive means none on the machine.
-        "mdev": True,
+        # Mediated devices were captured from a tree that shows them: none in the archive
+        # then means none on the machine.
+        "mdev": bool(getattr(col, "mdev_known", False)),
     }
 
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=directory)

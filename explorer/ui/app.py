@@ -628,6 +628,18 @@ class ExplorerApp(App):
             self.add_action(["bind", str(addr), "--driver", "vfio-pci", *(["--group"] if group else [])])
 
     def action_plan_assign(self, group: bool) -> None:
+        from .mdev import MdevKey
+
+        if isinstance(self.selected, MdevKey):  # an existing mdev to a VM
+            uuid = self.selected.uuid
+
+            def give(vm: str | None) -> None:
+                if vm:
+                    self.last_vm = vm
+                    self.add_action(["assign", uuid, "--vm", vm])
+
+            self.push_screen(AskDialog(f"Give mdev {uuid} to which VM?", "A VM name (letters, digits, . _ + -).", self.last_vm), give)
+            return
         addr = self._need_device()
         if addr is None:
             return
@@ -654,6 +666,12 @@ class ExplorerApp(App):
     def action_plan_mdev(self) -> None:
         addr = self._need_device()
         if addr is None:
+            return
+        parent = self.topology.mdev.parent(addr) if self.topology is not None and self.topology.mdev else None
+        if parent is not None and parent.types:
+            from .mdev import MdevTypeDialog  # the type picker (ui/mdev.py)
+
+            self.push_screen(MdevTypeDialog(parent, addr, self.last_vm or ""), lambda w: w and self.add_action(w))
             return
 
         def done(text: str | None) -> None:
@@ -730,6 +748,11 @@ class ExplorerApp(App):
         )
 
     def action_plan_hot_remove(self) -> None:
+        from .mdev import MdevKey
+
+        if isinstance(self.selected, MdevKey):  # x on an mdev removes it
+            self.add_action(["mdev-remove", self.selected.uuid])
+            return
         addr = self._need_device()
         if addr is not None:
             self.add_action(["hot-remove", str(addr)])

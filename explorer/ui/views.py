@@ -17,6 +17,7 @@ from ..export.topology import device_badges, render_device, root_bus_line
 from ..kernel import trust as trust_rules
 from ..model import Address, Topology, names, present
 from ..model.display import DisplayTree, NodeKey, RootBusKey
+from .mdev import MdevKey, mdev_details, mdev_keys, mdev_label
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +117,17 @@ class TopologyView:
         self.t = analysis.topology
 
     def children(self, key: Any) -> list[Any]:
-        return list(self.a.display.children(key))
+        # Active mdevs hang under their parent function in the topology view (ui/mdev.py).
+        return list(self.a.display.children(key)) + (mdev_keys(self.t, key) if self.name == "topology" else [])
 
     def has_children(self, key: Any) -> bool:
-        return self.a.display.has_children(key)
+        return self.a.display.has_children(key) or (self.name == "topology" and bool(mdev_keys(self.t, key)))
 
     def label(self, key: Any) -> Text:
         if isinstance(key, RootBusKey):
             return Text(root_bus_line(self.t, key), style="bold")
+        if isinstance(key, MdevKey):
+            return mdev_label(self.t, key)
         return device_label(self.t, key, self.a)
 
     def details(self, key: Any) -> Text:
@@ -133,9 +137,15 @@ class TopologyView:
                 out.append("\n\n")
                 out.append_text(self.a.comparison.root_section())
             return out
+        if isinstance(key, MdevKey):
+            return mdev_details(self.t, key)
         return device_details(self.a, key)
 
     def path_to(self, addr: Address) -> list[Any]:
+        if isinstance(addr, MdevKey):
+            i = self.t.mdev.instance(addr.uuid) if self.t.mdev else None
+            parent = Address.parse(i.parent) if i is not None and i.parent in {str(a) for a in self.t.functions} else None
+            return self.a.display.path_to(parent) + [addr] if parent is not None else []
         return self.a.display.path_to(addr)
 
 
