@@ -156,7 +156,7 @@ def cmd_resources(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from .export.resources import fit_json, fit_text, sriov_json, sriov_text
-    from .kernel.hotplug import fit_hotadd, fit_sriov, parse_bar_spec
+    from .kernel.setup import fit_hotadd, fit_sriov, parse_bar_spec
 
     if bool(args.sriov) == bool(args.port):
         raise CliError("give either --port BDF with --bar KIND:SIZE (hot-add), or --sriov PF --vfs N")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from explorer.export.resources import fit_json, fit_text, sriov_json, sriov_text
-from explorer.kernel.hotplug import (
+from explorer.kernel.setup import (
     BarSpec,
     fit_hotadd,
     fit_sriov,

@@ -11,7 +11,7 @@ import pytest
 from explorer.cli import main
 from explorer.kernel.acs import verdicts
 from explorer.kernel.groups import predict_groups
-from explorer.kernel.hotplug import fit_hotadd, fit_sriov
+from explorer.kernel.setup import fit_hotadd, fit_sriov
 from explorer.kernel.quirks import acs_table
 from explorer.kernel.trust import assess_all
 from explorer.model import ABSENT, AcsCap, Address, PasidCap, PcieType, RcecCap, SriovCap, Topology

@@ -1,7 +1,7 @@
 """Render resource accounting, hot-add fits and SR-IOV fits: JSON-ready dicts and plain text.
 
 Pure functions: each takes a result from :mod:`explorer.kernel.resources` or
-:mod:`explorer.kernel.hotplug` and returns a ``dict`` (for ``json.dumps``) or a
+:mod:`explorer.kernel.setup` and returns a ``dict`` (for ``json.dumps``) or a
 ``str``. Addresses and sizes in JSON are integers; text shows them in hex.
 
 Fit JSON (``fit_json``)::
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..kernel.hotplug import BarOutcome, FitResult, KernelParams, NewBridge, SriovFitResult
+from ..kernel.setup import BarOutcome, FitResult, KernelParams, NewBridge, SriovFitResult
 from ..kernel.resources import BridgeReport, ResourceReport, WindowReport, fmt_size
 from ..model import WindowKind
 

@@ -357,8 +357,8 @@ def hot_add_like(port: Address, fn: Function, *, hotplug: str | None = None) -> 
 
 def parse_bar(text: str, field_name: str = "bar") -> BarSpec:
     """``KIND:SIZE`` or ``INDEX:KIND:SIZE``; the BAR rules are the hot-add engine's own
-    (explorer.kernel.hotplug.parse_bar_spec), so a plan accepts exactly what ``fit`` does."""
-    from ..kernel.hotplug import parse_bar_spec
+    (explorer.kernel.setup.parse_bar_spec), so a plan accepts exactly what ``fit`` does."""
+    from ..kernel.setup import parse_bar_spec
 
     parts = text.split(":")
     if len(parts) not in (2, 3):

@@ -456,9 +456,9 @@ def _numvfs_before(sim: Simulation, addr: Address, index: int) -> int | None:
 
 
 def _hotplug_fit(name: str) -> Callable[..., Any] | None:
-    """HOOK: explorer.kernel.hotplug.fit_hotadd / fit_sriov when that module exists."""
+    """HOOK: explorer.kernel.setup.fit_hotadd / fit_sriov when that module exists."""
     try:
-        from ..kernel import hotplug  # type: ignore[attr-defined]
+        from ..kernel import setup as hotplug
     except Exception:  # noqa: BLE001 - optional module, written in parallel
         return None
     return getattr(hotplug, name, None)
@@ -503,7 +503,7 @@ def _sriov_space(ctx: Context, pf: Function, action: Sriov, i: int) -> Iterator[
             code = "SRIOV-BUS" if bus else "SRIOV-BARS"
             fix = "; ".join(r for r in (getattr(res, "remedies", ()) or ()) if "echo 0" not in r)
             yield ctx.finding(code, ERROR, f"{action.vfs} VFs of {action.pf}: {why}" + (f" (remedies: {fix})" if fix else ""),
-                              [action.pf], "drivers/pci/iov.c sriov_enable (explorer.kernel.hotplug.fit_sriov)", i)
+                              [action.pf], "drivers/pci/iov.c sriov_enable (explorer.kernel.setup.fit_sriov)", i)
             return
         if getattr(res, "fits", False) and getattr(res, "certain", True):
             return
@@ -755,7 +755,7 @@ def _hot_add_fit(ctx: Context, port: Function, action: Any, i: int) -> Iterator[
                               kernel_params=cmdline) for m in modes}
     usable = {m: r for m, r in results.items() if r is not None and not isinstance(r, Exception)}
     if usable:
-        kern = "drivers/pci/setup-bus.c, setup-res.c; drivers/pci/hotplug (explorer.kernel.hotplug.fit_hotadd)"
+        kern = "drivers/pci/setup-bus.c, setup-res.c; drivers/pci/hotplug (explorer.kernel.setup.fit_hotadd)"
         failed = {m: r for m, r in usable.items() if not r.fits}
         if not failed:
             return

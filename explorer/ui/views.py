@@ -398,7 +398,7 @@ class ResourcesView:
         return Text(str(key))
 
     def _sriov_line(self, pf: Address) -> str:
-        from ..kernel.hotplug import fit_sriov
+        from ..kernel.setup import fit_sriov
 
         fn = self.t.functions[pf]
         total = fn.caps.sriov.total_vfs or 0  # type: ignore[union-attr]
@@ -413,7 +413,7 @@ class ResourcesView:
 
     def details(self, key: Any) -> Text:
         from ..export.resources import report_text, sriov_text
-        from ..kernel.hotplug import fit_sriov
+        from ..kernel.setup import fit_sriov
 
         if isinstance(key, BridgeResKey):
             b = self._bridges[key.name]

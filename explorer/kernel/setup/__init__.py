@@ -1,0 +1,56 @@
+"""Hot-add fit and SR-IOV fit: what Linux does, predicted from a topology.
+
+``fit_hotadd(topology, port, bars, buses=, hotplug=, kernel_params=)`` replays on a
+copy of the machine what the kernel runs when a device appears below a hotplug
+port (kernel-rules.md section 6a); ``fit_sriov(topology, pf, num_vfs)`` what
+``echo N > sriov_numvfs`` does. The package, by the kernel's own layering:
+
+* :mod:`.simulator` -- the resource simulator: kernel/resource.c, drivers/pci/bus.c,
+  setup-res.c and setup-bus.c function by function (struct resource, pci_dev, pci_bus).
+* :mod:`.machine` -- a Topology turned into the simulator's buses and claimed resources.
+* :mod:`.specs` -- BAR specs, the ``pci=`` options that matter, the result types.
+* :mod:`.hotadd` -- the hot-add: scan, bus numbers, then the hotplug driver's path:
+  :mod:`.pciehp` (native) or :mod:`.acpiphp` (ACPI).
+* :mod:`.remedies` -- what would make a failed hot-add fit, each simulated.
+* :mod:`.fit` -- ``fit_hotadd``, the entry point.
+* :mod:`.sriov` -- ``fit_sriov`` (drivers/pci/iov.c).
+
+``pci=hp*size`` matter only for windows the kernel sizes at the hot-add (native, or
+a new bridge under ACPI); a firmware-programmed window keeps its size (rule 6a.5).
+Read from Debian's linux-source-6.1 (6.1.192).
+
+Layer rule: imports :mod:`explorer.model` (and the sibling accounting module) only.
+"""
+
+from __future__ import annotations
+
+from .fit import fit_hotadd
+from .specs import (
+    HOTPLUG_MODES,
+    BarOutcome,
+    BarSpec,
+    FitResult,
+    KernelParams,
+    NewBridge,
+    normalize_bars,
+    parse_bar_spec,
+    parse_kernel_params,
+)
+from .sriov import SriovFitResult, VfBarPlacement, VfPlan, fit_sriov
+
+__all__ = [
+    "BarOutcome",
+    "BarSpec",
+    "FitResult",
+    "HOTPLUG_MODES",
+    "KernelParams",
+    "NewBridge",
+    "SriovFitResult",
+    "VfBarPlacement",
+    "VfPlan",
+    "fit_hotadd",
+    "fit_sriov",
+    "normalize_bars",
+    "parse_bar_spec",
+    "parse_kernel_params",
+]
