@@ -1,5 +1,5 @@
 """The firmware's PCI assignment as one boot's kernel found it (read from its log by
-:mod:`explorer.sources.dmesg`; replayed by :mod:`explorer.kernel.boot`)."""
+:mod:`explorer.sources.dmesg`; replayed by :mod:`explorer.kernel.setup.boot`)."""
 
 from __future__ import annotations
 

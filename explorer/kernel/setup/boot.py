@@ -19,7 +19,7 @@ given command line, and returns the machine as the kernel would leave it:
    ``hpmmiosize``, ``hpmmioprefsize``) as required, the last as optional; after a failed
    try the failed type's windows are released (leaf bridges first, then whole subtrees).
    Sizing, distribution of spare space and assignment are the hot-add simulator's
-   (:class:`explorer.kernel.hotplug.Sim`): one model of setup-bus.c, not two.
+   (:class:`explorer.kernel.setup.simulator.Sim`): one model of setup-bus.c, not two.
 
 Without the firmware's state (no kernel log, or a log that wrapped before the enumeration)
 nothing is predicted: :attr:`BootResult.firmware_known` is False and the reason is given.
@@ -36,7 +36,7 @@ Layer rule: imports :mod:`explorer.model` (the firmware facts are
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from ..model import (
+from ...model import (
     ABSENT,
     Address,
     Bar,
@@ -49,7 +49,7 @@ from ..model import (
     WindowKind,
     present,
 )
-from .hotplug import (
+from .simulator import (
     BRIDGE_IO,
     BRIDGE_MEM,
     BRIDGE_PREF,
@@ -69,15 +69,14 @@ from .hotplug import (
     DevRes,
     KBus,
     KDev,
-    KernelParams,
     KRes,
     Sim,
-    parse_kernel_params,
     pr,
     res_name,
 )
+from .specs import KernelParams, parse_kernel_params
 
-from ..model.firmware import DmesgBoot, FwDevice, FwResource
+from ...model.firmware import DmesgBoot, FwDevice, FwResource
 
 __all__ = ["BootResult", "BootDiff", "predict_boot", "KERNELS", "compare_layouts"]
 
