@@ -200,6 +200,30 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0 if res.fits else 1
 
 
+def _pci_words(cmdline: str | None) -> str:
+    return " ".join(w for w in (cmdline or "").split() if w.startswith("pci="))
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    from .export.boot import boot_json, boot_text
+    from .kernel.setup.boot import predict_boot
+    from .sources.dmesg import load_dmesg
+
+    t = _load(args.source)
+    fw = load_dmesg(args.source, args.dmesg)
+    if args.kernel_param:
+        params = " ".join(args.kernel_param)
+    else:  # the next boot with the same command line: the source itself
+        params = _pci_words(t.source.kernel_cmdline or (fw.cmdline if fw is not None else None))
+    res = predict_boot(t, fw, kernel_params=params, kernel=args.kernel)
+    where = fw.path if fw is not None else None
+    if args.json:
+        _print_json(boot_json(res, where))
+    else:
+        print(boot_text(res, where, messages=not args.quiet), end="")
+    return 0 if res.firmware_known else 1
+
+
 # ---- plans ---------------------------------------------------------------------------
 
 
@@ -553,6 +577,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vfs", type=int, metavar="N", help="how many VFs to enable")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_fit)
+
+    s = sub.add_parser("boot", help="the next boot with other kernel parameters: layout, diff and the kernel's messages (exit 1: firmware state unknown)")
+    s.add_argument("source", nargs="?", help=SOURCE_HELP + "; its kernel log (a snapshot's dmesg.txt) gives the firmware's state")
+    s.add_argument("--kernel-param", action="append", default=[], metavar="pci=...", help="the next boot's pci= options (repeatable); omitted: the source's own, which reproduces the source")
+    s.add_argument("--kernel", choices=("6.1", "6.12"), help="the kernel to model (default: the source's)")
+    s.add_argument("--dmesg", metavar="FILE", help="the kernel log of the boot SOURCE was taken from (when SOURCE keeps none)")
+    s.add_argument("-q", "--quiet", action="store_true", help="leave out the kernel's messages")
+    s.add_argument("--json", action="store_true", help="{format, source, topology (tree --json schema), diff, ...}")
+    s.set_defaults(func=cmd_boot)
 
     s = sub.add_parser("plan", help="make and edit a plan: plan new | plan add | plan show")
     psub = s.add_subparsers(dest="plan_command", metavar="PLAN_COMMAND", required=True)

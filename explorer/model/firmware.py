@@ -80,7 +80,7 @@ class DmesgBoot:
     roots: list[FwRoot] = field(default_factory=list)
     #: in the order the kernel found them
     devices: dict[Address, FwDevice] = field(default_factory=dict)
-    #: the kernel's own changes after enumeration (assigned, can't assign, released, ...)
+    #: the kernel's PCI lines after the enumeration (assigned, can't assign, released, ...)
     changes: list[str] = field(default_factory=list)
     #: why the firmware state is unknown or partial
     notes: list[str] = field(default_factory=list)

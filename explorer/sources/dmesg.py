@@ -125,7 +125,7 @@ def parse_dmesg(text: str, path: str = "dmesg") -> DmesgBoot:
                     r = parse_resource(mr.group("res"))
                     if r is not None:
                         root["windows"].append(r)
-            elif enumerating and _AFTER.search(msg):
+            elif enumerating and (over or _AFTER.search(msg)):
                 over = True
                 boot.changes.append(ln.strip())
             continue
@@ -136,10 +136,8 @@ def parse_dmesg(text: str, path: str = "dmesg") -> DmesgBoot:
         if not enumerating:
             continue
         if over or _AFTER.search(msg):
-            if not over:
-                over = True
-            if re.search(r"assigned|assign|claim|release|expand|add_size|disabling|trying firmware", msg):
-                boot.changes.append(ln.strip())
+            over = True
+            boot.changes.append(ln.strip())
             continue
         try:
             addr = Address.parse(md.group("bdf"))

@@ -168,8 +168,9 @@ def _fw_res(r: "FwResource", flags: int, name: str, dev: KDev, idx: int) -> KRes
 
 
 class _Boot:
-    def __init__(self, topology: Topology, fw: "DmesgBoot", kp: KernelParams, kernel: str) -> None:
+    def __init__(self, topology: Topology, fw: "DmesgBoot", kp: KernelParams, kernel: str, cmdline: str = "") -> None:
         self.t = topology
+        self.cmdline = cmdline
         self.fw = fw
         self.kp = kp
         self.kernel = kernel
@@ -628,8 +629,9 @@ def _to_topology(b: _Boot, source: Topology) -> tuple[Topology, dict[Address, Ad
         parent = amap.get(fn.parent) if fn.parent is not None else None
         fns.append(replace(fn, address=new_addr, parent=parent, bars=tuple(bars) if fn.bars is not None or bars else None,
                            rom=rom, vf_bars=vf_bars, bridge=bridge, virtfns=(), physfn=None))
+    kept = [w for w in (source.source.kernel_cmdline or "").split() if not w.startswith("pci=")]
     info = replace(source.source, kind="boot-prediction", location=f"{source.source.location} (next boot)",
-                   kernel_cmdline=None)
+                   kernel_cmdline=" ".join(kept + b.cmdline.split()) or None)
     return Topology.build(fns, source.host_bridges, info), amap
 
 
@@ -783,7 +785,7 @@ def predict_boot(topology: Topology, firmware: "DmesgBoot | None", *, kernel_par
                else "; ".join(firmware.notes) or "the kernel log has no PCI enumeration")
         return BootResult(topology, kern, kp, cmdline, False, None, (), (), BootDiff(),
                           (f"the firmware's assignment is unknown ({why}): nothing is predicted",))
-    b = _Boot(topology, firmware, kp, kern)
+    b = _Boot(topology, firmware, kp, kern, cmdline)
     b.run()
     predicted, amap = _to_topology(b, topology)
     unassigned: list[str] = []
