@@ -186,6 +186,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     t = _load(args.source)
     if port not in t.functions:
         raise CliError(f"--port {port}: no such device in {t.source.location}")
+    now, now_port = t, port
+    t, port, boot, fw = _fit_after_boot(args, t, port)
     params = None
     if args.kernel_param:
         params = " ".join([t.source.kernel_cmdline or "", *args.kernel_param]).strip()
@@ -193,10 +195,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         res = fit_hotadd(t, port, bars, buses=args.buses, hotplug=args.hotplug, kernel_params=params)
     except ValueError as e:
         raise CliError(str(e)) from None
+    res = _fit_reboot_remedies(args, res, now, now_port, fw, bars, boot)
     if args.json:
-        _print_json(fit_json(res))
+        _print_json(_fit_boot_json(fit_json(res), boot))
     else:
-        print(fit_text(res))
+        print(_fit_boot_text(boot) + fit_text(res))
     return 0 if res.fits else 1
 
 
@@ -222,6 +225,47 @@ def cmd_boot(args: argparse.Namespace) -> int:
     else:
         print(boot_text(res, where, messages=not args.quiet), end="")
     return 0 if res.firmware_known else 1
+
+
+def _fit_after_boot(args: argparse.Namespace, t: Topology, port: Address):
+    """``fit --after-boot``: the machine after that reboot, and the port's address on it."""
+    from .kernel.setup.boot import predict_boot
+    from .sources.dmesg import load_dmesg
+
+    fw = load_dmesg(args.source)
+    if args.after_boot is None:
+        return t, port, None, fw
+    boot = predict_boot(t, fw, kernel_params=args.after_boot)
+    if boot.predicted is None:
+        raise CliError(f"--after-boot: {boot.warnings[0] if boot.warnings else 'the firmware state is unknown'}")
+    new_port = dict(boot.address_map).get(port)
+    if new_port is None:
+        raise CliError(f"--after-boot: {port} is not in the kernel log's enumeration")
+    return boot.predicted, new_port, boot, fw
+
+
+def _fit_reboot_remedies(args: argparse.Namespace, res, now: Topology, now_port: Address, fw, bars, boot):
+    from .kernel.setup.reboot import with_reboot_remedies
+
+    if res.fits:
+        return res
+    return with_reboot_remedies(res, now, fw, bars, buses=args.buses, port=now_port,
+                                base_params=boot.cmdline if boot is not None else None)
+
+
+def _fit_boot_json(doc: dict, boot) -> dict:
+    if boot is not None:
+        doc["after_boot"] = {"kernel_params": boot.cmdline, "kernel": boot.kernel, "changes": boot.diff.lines(),
+                             "unassigned": list(boot.unassigned)}
+    return doc
+
+
+def _fit_boot_text(boot) -> str:
+    if boot is None:
+        return ""
+    lines = [f"after a reboot with {boot.cmdline or 'no pci= parameters'} (predicted from the kernel log, Linux {boot.kernel}):"]
+    lines += [f"  {ln}" for ln in boot.diff.lines()] or ["  the layout does not change"]
+    return "\n".join(lines) + "\n"
 
 
 # ---- plans ---------------------------------------------------------------------------
@@ -573,6 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--buses", type=int, default=0, metavar="N", help="bus numbers the device needs below it (a switch or bridge)")
     s.add_argument("--hotplug", choices=("native", "acpi"), default="native", help="pciehp (native, default) or acpiphp")
     s.add_argument("--kernel-param", action="append", default=[], metavar="pci=...", help="boot parameters to assume in addition to the source's (repeatable)")
+    s.add_argument("--after-boot", metavar="pci=...", help="first reboot with these pci= options (predicted from the source's kernel log), then hot-add")
     s.add_argument("--sriov", metavar="PF", help="the SR-IOV physical function")
     s.add_argument("--vfs", type=int, metavar="N", help="how many VFs to enable")
     s.add_argument("--json", action="store_true")

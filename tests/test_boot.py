@@ -203,3 +203,85 @@ def test_boot_command_bad_kernel_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as e:
         main(["boot", str(BOOT / "6.1" / "boot-busnum-none.tar.gz"), "--kernel", "5.4"])
     assert e.value.code == 2
+
+
+# ---- fit after a reboot, and the remedies ---------------------------------------------------------
+
+_PROBES = (["2:pref64:1G"], ["0:mem32:16M"], ["2:io:32"])
+
+
+def _empty_hotplug_ports(t):
+    for fn in t:
+        if fn.is_bridge and fn.slot and getattr(fn.slot, "hotplug", False) and not t.children(fn.address):
+            yield fn.address
+
+
+@pytest.mark.parametrize("kernel,machine,pset", PAIRS, ids=[f"{k}-{m}-{s}" for k, m, s in PAIRS])
+def test_hot_add_after_the_predicted_boot_equals_after_the_kernels_boot(kernel, machine, pset):
+    src, fw = _load(BOOT / kernel / f"boot-{machine}-none.tar.gz")
+    actual, _ = _load(BOOT / kernel / f"boot-{machine}-{pset}.tar.gz")
+    res = predict_boot(src, fw, kernel_params=_pci_words(actual.source.kernel_cmdline), kernel=kernel)
+    ports = list(_empty_hotplug_ports(actual))
+    assert ports
+    for port in ports:
+        for mode in ("acpi", "native"):
+            for bars in _PROBES:
+                a = fit_hotadd(actual, port, bars, hotplug=mode, remedies=False)
+                p = fit_hotadd(res.predicted, port, bars, hotplug=mode, remedies=False)
+                assert (p.fits, [(o.assigned, o.start) for o in p.bars]) == \
+                    (a.fits, [(o.assigned, o.start) for o in a.bars]), (port, mode, bars)
+
+
+def _size(text: str) -> int:
+    from explorer.model.units import parse_size
+    return parse_size(text)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_reboot_remedy_is_the_smallest_that_works_on_the_kernels_own_boots(kernel, capsys):
+    """A remedy ``fits after a reboot with pci=...hpmmioprefsize=V`` is checked against the kernel's
+    real boots of the same machine: every capture booted with at least V gives a layout where the
+    device fits, every capture booted with less one where it does not."""
+    base = BOOT / kernel / "boot-busnum-none.tar.gz"
+    src, fw = _load(base)
+    port = next(iter(_empty_hotplug_ports(src)))
+    bars = ["2:pref64:1G"]
+    assert main(["fit", str(base), "--port", str(port), "--bar", bars[0], "--hotplug", "acpi", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    offered = [r for r in doc["remedies"] if r.startswith("fits after a reboot with pci=")]
+    assert len(offered) == 1 and not any(r.startswith("boot with pci=") for r in doc["remedies"])
+    m = re.search(r"hpmmioprefsize=(\w+)", offered[0])
+    assert m, offered[0]
+    v = _size(m.group(1))
+    seen = set()
+    for other in sorted(BOOT.glob(f"{kernel}/boot-busnum-*.tar.gz")):
+        t, _ = _load(other)
+        kp = re.search(r"hpmmioprefsize=(\w+)", t.source.kernel_cmdline or "")
+        if not kp:
+            continue
+        got = fit_hotadd(t, port, bars, hotplug="acpi", remedies=False).fits
+        assert got == (_size(kp.group(1)) >= v), other.name
+        seen.add(got)
+    assert seen == {True, False}
+
+
+def test_fit_after_boot_renumbers_and_reports(capsys):
+    base = BOOT / "6.12" / "boot-busnum-none.tar.gz"
+    target, _ = _load(BOOT / "6.12" / "boot-busnum-assign-busses.tar.gz")
+    params = _pci_words(target.source.kernel_cmdline)
+    port = next(iter(_empty_hotplug_ports(target)))
+    rc = main(["fit", str(base), "--port", str(port), "--bar", "0:mem32:4K", "--after-boot", params, "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["after_boot"]["kernel_params"] == params
+    assert any("becomes" in c for c in doc["after_boot"]["changes"])
+    want = fit_hotadd(target, port, ["0:mem32:4K"], remedies=False)
+    assert rc == (0 if want.fits else 1)
+    assert [(b["assigned"], b["start"]) for b in doc["bars"]] == [(o.assigned, o.start) for o in want.bars]
+
+
+def test_fit_without_a_kernel_log_does_not_offer_unsimulated_reboots(capsys):
+    assert main(["fit", "builtin:hotplug-chassis-small-window", "--port", "0000:02:01.0", "--bar", "pref64:1G",
+                 "--hotplug", "acpi", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert not any(r.startswith(("fits after a reboot", "boot with pci=")) for r in doc["remedies"])
+    assert any("firmware's assignment is unknown" in r for r in doc["remedies"])
