@@ -285,3 +285,32 @@ def test_fit_without_a_kernel_log_does_not_offer_unsimulated_reboots(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert not any(r.startswith(("fits after a reboot", "boot with pci=")) for r in doc["remedies"])
     assert any("firmware's assignment is unknown" in r for r in doc["remedies"])
+
+
+def _boot_captures() -> list[Path]:
+    """Every capture taken right after a boot (not after a hot-add): meta/capture-kind.txt is
+    empty (a plain boot) or "pre1" (before the first hot-add)."""
+    out = []
+    for f in sorted(FIXTURES.glob("qemu*/*.tar.gz")):
+        if f.parent.name == "qemu-boot":
+            continue
+        with tarfile.open(f) as tf:
+            try:
+                kind = tf.extractfile("./meta/capture-kind.txt").read().decode().strip()  # type: ignore[union-attr]
+            except KeyError:
+                kind = ""
+        if kind in ("", "pre1", "boot"):
+            out.append(f)
+    return out
+
+
+BOOT_CAPTURES = _boot_captures()
+
+
+@pytest.mark.parametrize("path", BOOT_CAPTURES, ids=[f"{p.parent.name}/{p.name}" for p in BOOT_CAPTURES])
+def test_every_boot_capture_is_reproduced_from_its_own_kernel_log(path):
+    t, fw = _load(path)
+    assert fw is not None and fw.firmware_known and fw.complete
+    res = predict_boot(t, fw, kernel_params=_pci_words(t.source.kernel_cmdline))
+    for what, (equal, total, misses) in compare_layouts(res.predicted, t).items():
+        assert equal == total, f"{what}: " + "; ".join(misses)

@@ -55,6 +55,9 @@ _LINE_DEV = re.compile(_TS + r"(?:pci|pcieport|[\w-]+) " + _BDF + r": (?P<msg>.*
 _LINE_BUS = re.compile(_TS + r"pci_bus (?P<dom>[0-9a-fA-F]{4,5}):(?P<bus>[0-9a-fA-F]{2}): (?P<msg>.*)$")
 _ID = re.compile(r"^\[(?P<v>[0-9a-f]{4}):(?P<d>[0-9a-f]{4})\] type (?P<t>[0-9a-f]{2}) class 0x(?P<c>[0-9a-f]{6})")
 _BAR = re.compile(r"^(?:BAR (?P<n>\d)|reg 0x(?P<reg>[0-9a-f]+):|(?P<rom>ROM)|VF BAR (?P<vf>\d)) " + _RES + r"(?P<rest>.*)$")
+#: 6.12 "VF BAR 0 [mem ...]: contains BAR 0 for 7 VFs"; 6.1 "VF(n) BAR0 space: [mem ...] (contains BAR0 for 7 VFs)"
+_VF_TOTAL = re.compile(r"^(?:VF BAR (?P<n>\d) " + _RES + r": contains BAR \d+ for \d+ VFs|"
+                       r"VF\(n\) BAR(?P<n2>\d) space: " + _RES.replace("res>", "res2>") + r")")
 _WIN = re.compile(r"^  bridge window " + _RES + r"\s*$")
 _BRIDGE_TO = re.compile(r"^PCI bridge to \[bus (?P<s>[0-9a-f]{2})(?:-(?P<e>[0-9a-f]{2}))?\]")
 _INVALID = re.compile(r"^bridge configuration invalid \(\[bus (?P<s>[0-9a-f]{2})-(?P<e>[0-9a-f]{2})\]\)")
@@ -151,6 +154,16 @@ def parse_dmesg(text: str, path: str = "dmesg") -> DmesgBoot:
             dev.header_type, dev.class_code = int(mi.group("t"), 16), int(mi.group("c"), 16)
             continue
         if dev is None:
+            continue
+        mvf = _VF_TOTAL.match(msg)
+        if mvf:
+            # sriov_init(): the IOV resource (all VFs), after the one-VF size printed by __pci_read_base
+            r = parse_resource(mvf.group("res") or mvf.group("res2"))
+            if r is not None:
+                dev.vf_bars[int(mvf.group("n") or mvf.group("n2"))] = r
+            continue
+        if msg.startswith("Video device with shadowed ROM"):
+            dev.rom = None  # pci_fixup_video: the shadow copy is fixed, never assigned
             continue
         mbar = _BAR.match(msg)
         if mbar:

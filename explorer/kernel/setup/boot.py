@@ -220,10 +220,12 @@ class _Boot:
         return None
 
     def _root_of(self, addr: Address) -> tuple[int, int]:
-        for r in self.fw.roots:
-            if r.domain == addr.domain and (r.bus_range is None or r.bus_range[0] <= addr.bus <= r.bus_range[1]):
-                best = r
-                return (best.domain, best.bus)
+        """The host bridge whose root bus is the nearest at or below the function's bus."""
+        cands = [r for r in self.fw.roots if r.domain == addr.domain and r.bus <= addr.bus
+                 and (r.bus_range is None or addr.bus <= r.bus_range[1])]
+        if cands:
+            best = max(cands, key=lambda r: r.bus)
+            return (best.domain, best.bus)
         return (addr.domain, addr.bus)
 
     def _fw_primary(self, node: _Node) -> int | None:
@@ -806,6 +808,10 @@ def predict_boot(topology: Topology, firmware: "DmesgBoot | None", *, kernel_par
                 size = r.size if r.flags else None
                 unassigned.append(f"{dev.name} {res_name(idx)}" + (f" (size {size:#x})" if size else ""))
     warnings = list(b.warnings) + list(firmware.notes)
+    vfs = sum(1 for f in topology if f.is_virtfn)
+    if vfs:
+        warnings.append(f"the source has {vfs} SR-IOV VFs: the kernel creates none at boot (a driver or "
+                        "sriov_numvfs does later), so they are left out of the prediction")
     if b.sim.unknown_root_used:
         warnings.append("the host bridge windows are unknown to the kernel log: assignments on the root bus are "
                         "not predicted exactly")
