@@ -245,9 +245,10 @@ def _fit_after_boot(args: argparse.Namespace, t: Topology, port: Address):
 
 
 def _fit_reboot_remedies(args: argparse.Namespace, res, now: Topology, now_port: Address, fw, bars, boot):
+    """After ``--after-boot``, boot-parameter remedies start from the machine as it is now."""
     from .kernel.setup.reboot import with_reboot_remedies
 
-    if res.fits:
+    if res.fits or boot is None:
         return res
     return with_reboot_remedies(res, now, fw, bars, buses=args.buses, port=now_port,
                                 base_params=boot.cmdline if boot is not None else None)

@@ -314,3 +314,24 @@ def test_every_boot_capture_is_reproduced_from_its_own_kernel_log(path):
     res = predict_boot(t, fw, kernel_params=_pci_words(t.source.kernel_cmdline))
     for what, (equal, total, misses) in compare_layouts(res.predicted, t).items():
         assert equal == total, f"{what}: " + "; ".join(misses)
+
+
+def test_a_log_of_only_host_bridge_lines_is_an_extract_not_the_firmware_state():
+    text = _log_text(BOOT / "6.1" / "boot-tbdock-none.tar.gz")
+    extract = "\n".join(ln for ln in text.splitlines() if "root bus resource" in ln)
+    b = parse_dmesg(extract)
+    assert b.roots and not b.firmware_known
+    assert any("only the host bridges' lines" in n for n in b.notes)
+
+
+def test_plan_findings_carry_the_simulated_reboot_remedy():
+    """The app's findings panel shows the plan check's findings: a hot-add that does not fit
+    names the reboot that makes it fit, with its outcome."""
+    from explorer.plan import add_action, check, new_plan
+
+    base = BOOT / "6.1" / "boot-busnum-none.tar.gz"
+    t = load_source(str(base))  # loaded as a SOURCE: its kernel log comes with it
+    port = next(iter(_empty_hotplug_ports(t)))
+    p = add_action(new_plan(t, "test"), ["hot-add", str(port), "--bar", "2:pref64:1G", "--hotplug", "acpi"])
+    texts = [f.message for f in check(p, t) if f.code == "HOTADD-FIT"]
+    assert texts and "fits after a reboot with pci=hpmmioprefsize=" in texts[0]

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 from .address import Address
 
-__all__ = ["DmesgBoot", "FwDevice", "FwResource", "FwRoot"]
+__all__ = ["DmesgBoot", "FwDevice", "FwResource", "FwRoot", "attach_firmware", "attached_firmware"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +85,23 @@ class DmesgBoot:
     changes: list[str] = field(default_factory=list)
     #: why the firmware state is unknown or partial
     notes: list[str] = field(default_factory=list)
+
+
+# ---- the kernel log that goes with a loaded topology ------------------------------------------
+# A Topology is immutable and compared by value, so the log is kept beside it, keyed by identity.
+
+_ATTACHED: dict[int, tuple["weakref.ref[object]", DmesgBoot]] = {}
+
+
+def attach_firmware(topology: object, boot: DmesgBoot) -> None:
+    """Remember the kernel log of the boot ``topology`` was read from."""
+    key = id(topology)
+    _ATTACHED[key] = (weakref.ref(topology, lambda _r, k=key: _ATTACHED.pop(k, None)), boot)
+
+
+def attached_firmware(topology: object) -> DmesgBoot | None:
+    """The kernel log attached to ``topology`` (None when its source kept none)."""
+    got = _ATTACHED.get(id(topology))
+    if got is None or got[0]() is not topology:
+        return None
+    return got[1]

@@ -214,7 +214,12 @@ def parse_dmesg(text: str, path: str = "dmesg") -> DmesgBoot:
     for (dom, bus), r in roots.items():
         boot.roots.append(FwRoot(dom, bus, r["range"], tuple(r["windows"])))
     boot.firmware_known = bool(boot.roots) and bool(boot.devices)
-    if not boot.complete:
+    body = [ln for ln in lines if ln.strip()]
+    if body and all("root bus resource" in ln for ln in body):
+        boot.complete = False
+        boot.notes.append("the kernel log kept has only the host bridges' lines (an extract, not the log): "
+                          "the firmware's assignment is not in it")
+    elif not boot.complete:
         boot.notes.append("the kernel log does not begin with the kernel's first line: it has wrapped"
                           + ("" if boot.firmware_known else ", and the PCI enumeration is lost"))
     if boot.complete and not boot.firmware_known:

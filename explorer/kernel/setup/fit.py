@@ -53,4 +53,8 @@ def fit_hotadd(
     result = simulate_hotadd(topology, port, specs, buses, hotplug, kp, shpc)
     if remedies and not result.fits:
         result = replace(result, remedies=tuple(find_remedies(topology, port, specs, buses, hotplug, kp, shpc, result)))
+        from .reboot import with_reboot_remedies  # boot-parameter remedies: simulated reboots
+
+        result = with_reboot_remedies(result, topology, None, specs, buses=buses, shpc=shpc,
+                                      base_params=kernel_params)
     return result

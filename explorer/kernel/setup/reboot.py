@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ...model import Address, Topology, WindowKind
-from ...model.firmware import DmesgBoot
+from ...model.firmware import DmesgBoot, attached_firmware
 from ...model.units import format_size
 from .boot import BootResult, predict_boot
 from .hotadd import simulate_hotadd
@@ -32,6 +32,8 @@ __all__ = ["RebootTry", "reboot_remedies", "with_reboot_remedies", "BOOT_REMEDY_
 
 #: The unsimulated boot-parameter hints of remedies.find_remedies start with this.
 BOOT_REMEDY_PREFIX = "boot with pci="
+#: ... and the lines this module writes with these.
+_OWN_PREFIXES = ("fits after a reboot with ", "tried at reboot, not enough", "boot parameters not simulated")
 
 _MAX_STEPS = 24
 
@@ -213,9 +215,12 @@ def with_reboot_remedies(result: FitResult, topology: Topology, firmware: DmesgB
     that renumbered it."""
     if result.fits:
         return result
+    if firmware is None:
+        firmware = attached_firmware(topology)
     lines, _ = reboot_remedies(topology, firmware, port or result.port, bars, buses=buses, hotplug=result.hotplug,
                                kernel=kernel, shpc=shpc, result=result, base_params=base_params)
-    kept = [r for r in result.remedies if not r.startswith(BOOT_REMEDY_PREFIX)]
-    pos = next((i for i, r in enumerate(result.remedies) if r.startswith(BOOT_REMEDY_PREFIX)), len(kept))
+    ours = (BOOT_REMEDY_PREFIX,) + _OWN_PREFIXES
+    kept = [r for r in result.remedies if not r.startswith(ours)]
+    pos = next((i for i, r in enumerate(result.remedies) if r.startswith(ours)), len(kept))
     pos = min(pos, len(kept))
     return replace(result, remedies=tuple(kept[:pos] + lines + kept[pos:]))
