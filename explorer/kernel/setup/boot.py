@@ -280,9 +280,21 @@ class _Boot:
                 pw = binfo.pref_window
                 if present(pw) and pw.is_64bit is not None and "pref" not in fd.windows:  # type: ignore[union-attr]
                     dev.pref_64_window = bool(pw.is_64bit)  # type: ignore[union-attr]
+        self._fixup_device_resources(dev)
         node.dev = dev
         self.by_dev[id(dev)] = node
         return dev
+
+    def _fixup_device_resources(self, dev: KDev) -> None:
+        """arch/x86/pci/common.c pcibios_fixup_device_resources(): pci=nobar, pci=norom."""
+        if "nobar" in self.kp.options:
+            for i in range(6):
+                r = dev.res.get(i)
+                if r is not None and r.start == 0 and r.end != 0:
+                    del dev.res[i]
+        rom = dev.res.get(ROM_RESOURCE)
+        if "norom" in self.kp.options and rom is not None and rom.parent is None and not rom.start:
+            del dev.res[ROM_RESOURCE]
 
     # ---- 1. bus numbers (probe.c) ------------------------------------------------------------
     def scan_root(self, key: tuple[int, int], nodes: list[_Node]) -> KBus:
@@ -540,8 +552,15 @@ class _Boot:
             self.allocate_bus_resources(bus)
         for bus in self.roots:
             self.allocate_resources(bus)
-        for bus in self.roots:
-            self.allocate_rom_resources(bus)
+        if "rom" not in self.kp.options:  # pci=rom: firmware ROM addresses are not kept
+            for bus in self.roots:
+                self.allocate_rom_resources(bus)
+        else:
+            for node in self.nodes.values():
+                r = node.dev.res.get(ROM_RESOURCE) if node.dev is not None else None
+                if r is not None and r.parent is None and r.start:
+                    r.end -= r.start
+                    r.start = 0
         for bus in self.roots:
             self.assign_root(bus)
 
@@ -815,6 +834,10 @@ def predict_boot(topology: Topology, firmware: "DmesgBoot | None", *, kernel_par
     if b.sim.unknown_root_used:
         warnings.append("the host bridge windows are unknown to the kernel log: assignments on the root bus are "
                         "not predicted exactly")
+    for opt in kp.options:
+        if opt in ("nocrs", "use_e820", "noearly", "conf1", "conf2", "bfsort", "nobfsort") or \
+                opt.startswith(("resource_alignment=", "lastbus=")):
+            warnings.append(f"pci={opt} is not modelled: the prediction ignores it")
     if kern == "6.12":
         warnings.append("6.12's relaxed-alignment retry in pbus_size_mem is not modelled: a bridge window that "
                         "needs it may be sized differently")
