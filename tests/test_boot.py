@@ -19,7 +19,7 @@ from explorer.kernel.setup import fit_hotadd
 from explorer.kernel.setup.boot import compare_layouts, predict_boot
 from explorer.sources import load_source
 from explorer.sources.dmesg import load_dmesg, parse_dmesg
-from conftest import FIXTURES
+from conftest import FIXTURES, QEMU
 
 BOOT = FIXTURES / "qemu-boot"
 KERNELS = ("6.1", "6.12")
@@ -308,8 +308,12 @@ BOOT_CAPTURES = _boot_captures()
 
 
 @pytest.mark.parametrize("path", BOOT_CAPTURES, ids=[f"{p.parent.name}/{p.name}" for p in BOOT_CAPTURES])
-def test_every_boot_capture_is_reproduced_from_its_own_kernel_log(path):
-    t, fw = _load(path)
+def test_every_boot_capture_is_reproduced_from_its_own_kernel_log(path, unpacked):
+    if path.parent == QEMU:  # unpacked once per session, shared with the other capture tests
+        t = load_source(str(unpacked(path.name[: -len(".tar.gz")])))
+        fw = load_dmesg(str(unpacked(path.name[: -len(".tar.gz")])))
+    else:
+        t, fw = _load(path)
     assert fw is not None and fw.firmware_known and fw.complete
     res = predict_boot(t, fw, kernel_params=_pci_words(t.source.kernel_cmdline))
     for what, (equal, total, misses) in compare_layouts(res.predicted, t).items():
