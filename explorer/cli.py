@@ -19,6 +19,9 @@ from .model import Address, AddressError, Topology
 from .sources import SourceError, builtin_names, live_root, load_source
 
 PROG = "pci-explorer"
+#: --hotplug spellings: the path's name or the driver's (explorer.kernel.context.HOTPLUG_ALIASES)
+HOTPLUG_CHOICES = ("native", "acpi", "pciehp", "acpiphp", "shpchp")
+KERNEL_CHOICES = ("6.1", "6.12")
 FALLBACK_TOPOLOGY = "example-small"
 
 SOURCE_HELP = (
@@ -33,6 +36,13 @@ class CliError(Exception):
 
 def _load(spec: str | None) -> Topology:
     return load_source(spec)
+
+
+def _context_json(t: Topology) -> dict:
+    """The source's kernel context for a --json payload (explorer.kernel.context)."""
+    from .kernel.context import source_context
+
+    return source_context(t).to_dict()
 
 
 def _print_json(obj: object) -> None:
@@ -72,7 +82,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"{PROG}: {addr}: no such device in {t.source.location}", file=sys.stderr)
         return 1
     if args.json:
-        _print_json(device_json(t, fn))
+        from .export.topology import device_context_json
+
+        _print_json({**device_json(t, fn), "context": device_context_json(t, fn)})
     else:
         print(render_device(t, fn))
     return 0
@@ -121,7 +133,8 @@ def cmd_groups(args: argparse.Namespace) -> int:
         equal = not pred.compare(t.reported_groups)
         if args.json:
             doc = groups_json(t, pred, which="predicted")
-            _print_json({"equal": equal, "mismatches": doc["mismatches"], "source": "predicted", "groups": doc["groups"]})
+            _print_json({"equal": equal, "mismatches": doc["mismatches"], "source": "predicted", "groups": doc["groups"],
+                         "context": _context_json(t)})
         else:
             print(compare_text(t, pred))
         return 0 if equal else 1
@@ -130,7 +143,7 @@ def cmd_groups(args: argparse.Namespace) -> int:
         raise CliError(f"{t.source.location} reports no IOMMU groups (use --predict)")
     which = "reported" if (args.reported or (has_reported and not args.predict and not what_if)) else "predicted"
     if args.json:
-        _print_json(groups_json(t, pred, which=which))
+        _print_json({**groups_json(t, pred, which=which), "context": _context_json(t)})
     elif which == "reported":
         print(reported_text(t, pred, explain=args.explain))
     else:
@@ -148,7 +161,7 @@ def cmd_resources(args: argparse.Namespace) -> int:
         raise CliError(f"--port {port}: no such device in {t.source.location}")
     report = account(t, port)
     if args.json:
-        _print_json(report_json(report))
+        _print_json({**report_json(report), "context": _context_json(t)})
     else:
         print(report_text(report, verbose=args.verbose))
     return 0
@@ -172,11 +185,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         except (ValueError, KeyError) as e:
             raise CliError(str(e).strip("'\"")) from None
         if args.json:
-            _print_json(sriov_json(res))
+            _print_json({**sriov_json(res), "context": _context_json(t)})
         else:
             print(sriov_text(res))
         return 0 if res.fits else 1
-    if not args.bar and not args.buses:
+    if not args.bar and not args.buses and not args.bridge:
         raise CliError("--port needs at least one --bar KIND:SIZE (or --buses N for a bridge without BARs)")
     try:
         bars = [parse_bar_spec(b) for b in args.bar]
@@ -188,11 +201,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise CliError(f"--port {port}: no such device in {t.source.location}")
     now, now_port = t, port
     t, port, boot, fw = _fit_after_boot(args, t, port)
-    params = None
-    if args.kernel_param:
-        params = " ".join([t.source.kernel_cmdline or "", *args.kernel_param]).strip()
+    from .kernel.context import resolve_context
+
     try:
-        res = fit_hotadd(t, port, bars, buses=args.buses, hotplug=args.hotplug, kernel_params=params)
+        ctx = resolve_context(t, hotplug=args.hotplug, kernel=args.kernel, kernel_params=args.kernel_param, port=port)
+        res = fit_hotadd(t, port, bars, buses=args.buses, bridge=args.bridge, context=ctx)
     except ValueError as e:
         raise CliError(str(e)) from None
     res = _fit_reboot_remedies(args, res, now, now_port, fw, bars, boot)
@@ -616,7 +629,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", metavar="BDF", help="the hotplug port to add a device below")
     s.add_argument("--bar", action="append", default=[], metavar="[INDEX:]KIND:SIZE", help="a BAR of the new device: KIND io, mem32, mem64, pref32, pref64; SIZE like 256, 16M, 4G (repeatable)")
     s.add_argument("--buses", type=int, default=0, metavar="N", help="bus numbers the device needs below it (a switch or bridge)")
-    s.add_argument("--hotplug", choices=("native", "acpi"), default="native", help="pciehp (native, default) or acpiphp")
+    s.add_argument("--hotplug", choices=HOTPLUG_CHOICES, default=None,
+                   help="the slot's hotplug driver: native (pciehp), acpi (acpiphp) or shpchp; default: the one the "
+                        "source shows, else every one is computed (overrides what the source shows)")
+    s.add_argument("--kernel", choices=KERNEL_CHOICES, default=None,
+                   help="the kernel rules to predict with; default: from the source's kernel release, else both")
+    s.add_argument("--bridge", choices=("switch", "pci", "shpc"), default=None,
+                   help="the hot-added device is a bridge: a PCIe switch upstream port, a PCIe-to-PCI bridge, or one "
+                        "with SHPC (implies --buses 1)")
     s.add_argument("--kernel-param", action="append", default=[], metavar="pci=...", help="boot parameters to assume in addition to the source's (repeatable)")
     s.add_argument("--after-boot", metavar="pci=...", help="first reboot with these pci= options (predicted from the source's kernel log), then hot-add")
     s.add_argument("--sriov", metavar="PF", help="the SR-IOV physical function")
@@ -645,8 +665,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="append an action (saved atomically)",
         description="ACTION is one of: bind BDF --driver NAME | unbind BDF | assign BDF --vm NAME [--group] | "
         "sriov PF --vfs N | mdev PARENT --type TYPE [--count N] | hot-add PORT (--bar KIND:SIZE ... [--buses N] | "
-        "--from SOURCE[#BDF]) | "
-        "hot-remove BDF | trust PORT --external|--internal | kernel-param NAME=VALUE",
+        "--from SOURCE[#BDF]) [--hotplug acpi|native|shpchp] | "
+        "hot-remove BDF | trust PORT --external|--internal | kernel-param NAME=VALUE. "
+        "hot-add without --hotplug uses the slot's hotplug driver the source shows (acpiphp, pciehp); "
+        "where the source does not say, check computes each and the worst case counts",
     )
     ps.add_argument("plan", help="the plan file")
     ps.add_argument("action", nargs=argparse.REMAINDER, help="the action and its arguments")

@@ -25,10 +25,12 @@ def unpacked(tmp_path_factory):
     cache: dict[str, Path] = {}
 
     def get(name: str) -> Path:
+        """``NAME`` (a capture in qemu/) or ``FOLDER/NAME`` (e.g. ``qemu-6.12/NAME``)."""
         if name not in cache:
-            dest = base / name
+            folder, _, base_name = name.rpartition("/")
+            dest = base / name.replace("/", "__")
             dest.mkdir()
-            with tarfile.open(QEMU / f"{name}.tar.gz") as tf:
+            with tarfile.open((FIXTURES / folder if folder else QEMU) / f"{base_name}.tar.gz") as tf:
                 tf.extractall(dest, filter="tar")
             cache[name] = dest
         return cache[name]

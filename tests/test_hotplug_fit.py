@@ -27,16 +27,34 @@ from explorer.model import Address, Bar, BarKind, Function, Topology, Window, Wi
 from explorer.sources import load_source
 from explorer.sources.sysfs import load_sysfs
 
-QEMU = Path(__file__).parent / "fixtures" / "qemu"
+FIXTURES = Path(__file__).parent / "fixtures"
+QEMU = FIXTURES / "qemu"
+#: The same machines on Linux 6.1 (qemu/) and Linux 6.12 (qemu-6.12/).
+FOLDERS = ("qemu", "qemu-6.12")
 OUTCOMES = sorted(p.name[: -len(".outcome.json")] for p in QEMU.glob("hotplug-*.outcome.json"))
+CASES = [f"{d}/{p.name[: -len('.outcome.json')]}" for d in FOLDERS
+         for p in sorted((FIXTURES / d).glob("hotplug-*.outcome.json"))]
+
+
+def _split(name: str) -> tuple[str, str]:
+    folder, _, base = name.rpartition("/")
+    return folder or "qemu", base
 
 
 def _outcome(name: str) -> dict:
-    return json.loads((QEMU / f"{name}.outcome.json").read_text())
+    folder, base = _split(name)
+    return json.loads((FIXTURES / folder / f"{base}.outcome.json").read_text())
 
 
-def _pre(unpacked, o: dict) -> Topology:
-    return load_sysfs(unpacked(o["pre_capture"][: -len(".tar.gz")]))
+def _pre(unpacked, o: dict, folder: str = "qemu") -> Topology:
+    return load_sysfs(unpacked(f"{folder}/" + o["pre_capture"][: -len(".tar.gz")]))
+
+
+def bridge_kind(device: dict) -> str | None:
+    """What the hot-added device is, as fit's ``bridge`` says it (QEMU's device models)."""
+    if not device["class"].startswith("0x0604"):
+        return None
+    return {"x3130-upstream": "switch", "pcie-pci-bridge": "shpc"}.get(device["driver"], "pci")
 
 
 def _hex(v: str | None) -> int | None:
@@ -52,17 +70,18 @@ def _predict(unpacked, name: str):
     dev = o["device"]
     bars = [(b["index"], b["type"], b["size"]) for b in dev["bars"]]
     buses = 1 if dev["class"].startswith("0x0604") else 0
-    r = fit_hotadd(_pre(unpacked, o), o["port"], bars, buses=buses, hotplug=o["hotplug"],
-                   kernel_params=o["kernel_cmdline"], shpc=dev["driver"] == "pcie-pci-bridge")
+    r = fit_hotadd(_pre(unpacked, o, _split(name)[0]), o["port"], bars, buses=buses, hotplug=o["hotplug"],
+                   kernel_params=o["kernel_cmdline"], bridge=bridge_kind(dev))
     return o, r
 
 
 def test_every_hotplug_case_is_covered():
     assert len(OUTCOMES) >= 18
     assert "hotplug-acpi-siblings-hole64-2g.step2" in OUTCOMES
+    assert len(CASES) == 2 * len(OUTCOMES)
 
 
-@pytest.mark.parametrize("name", OUTCOMES)
+@pytest.mark.parametrize("name", CASES)
 def test_hotadd_prediction_matches_kernel(unpacked, name):
     o, r = _predict(unpacked, name)
     expected = [(b["index"], b["assigned"], _hex(b["start"]), _hex(b["end"])) for b in o["outcome"]]
@@ -70,7 +89,7 @@ def test_hotadd_prediction_matches_kernel(unpacked, name):
     assert got == expected, "\n".join(r.messages)
 
 
-@pytest.mark.parametrize("name", OUTCOMES)
+@pytest.mark.parametrize("name", CASES)
 def test_port_windows_after_match_kernel(unpacked, name):
     o, r = _predict(unpacked, name)
     got = {k: (None if v is None else list(v)) for k, v in r.port_windows_after.items() if k != "pref_64bit"}
@@ -78,7 +97,7 @@ def test_port_windows_after_match_kernel(unpacked, name):
     assert [r.port_bus[0], r.port_bus[1]] == o["port_bus_after"]
 
 
-@pytest.mark.parametrize("name", [n for n in OUTCOMES if "new_bridge" in _outcome(n)])
+@pytest.mark.parametrize("name", [n for n in CASES if "new_bridge" in _outcome(n)])
 def test_new_bridge_bus_numbers_and_windows(unpacked, name):
     o, r = _predict(unpacked, name)
     nb = o["new_bridge"]
@@ -92,7 +111,7 @@ def test_new_bridge_bus_numbers_and_windows(unpacked, name):
                                                                   for m in r.messages)
 
 
-@pytest.mark.parametrize("name", OUTCOMES)
+@pytest.mark.parametrize("name", CASES)
 def test_kernel_lines_are_the_kernels(unpacked, name):
     """Every assignment / failure / release line predicted is one the kernel printed."""
     o, r = _predict(unpacked, name)
@@ -108,7 +127,7 @@ def test_kernel_lines_are_the_kernels(unpacked, name):
             assert m in r.messages, m
 
 
-@pytest.mark.parametrize("name", OUTCOMES)
+@pytest.mark.parametrize("name", CASES)
 def test_fits_agrees_with_result(unpacked, name):
     o, r = _predict(unpacked, name)
     assert r.fits == (o["result"] == "assigned")

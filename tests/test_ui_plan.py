@@ -158,3 +158,26 @@ async def test_hot_add_a_device_copied_from_a_bundled_machine(unpacked):
         assert words[:2] == ["hot-add", "0000:00:02.0"]
         assert "0:pref64:8G" in words and "2:pref64:256M" in words and "4:io:256" in words
         assert any(f.code.startswith("HOTADD") for f in app.findings)
+
+
+async def test_hot_add_dialog_takes_the_hotplug_mode_and_shows_the_context(unpacked):
+    """h: hotplug=native overrides the slot driver the source shows (acpiphp here); without it the
+    findings follow the driver read from the source, as fit and check do."""
+    app = ExplorerApp(load_sysfs(unpacked("qemu-6.12/hotplug-acpi-default-1g.pre")))
+    async with app.run_test(size=TERMINAL) as pilot:
+        await pilot.pause()
+        assert "6.12 rules (read)" in app.sub_title
+        await _select(app, pilot, Address.parse("0000:00:02.0"))
+        await pilot.press("h")
+        await pilot.pause()
+        await pilot.press(*"0:mem32:256 2:pref64:1G", "enter")
+        await _settle(app, pilot)
+        hot = [f for f in app.findings if f.code == "HOTADD-FIT"]
+        assert hot and hot[0].severity == "error" and "with acpiphp on Linux 6.12" in hot[0].message
+        await pilot.press("h")
+        await pilot.pause()
+        await pilot.press(*"0:mem32:256 2:pref64:1G hotplug=native", "enter")
+        await _settle(app, pilot)
+        assert app.plan.actions[-1].hotplug == "native"
+        msgs = [f.message for f in app.findings if f.code == "HOTADD-FIT" and f.action == 1]
+        assert not msgs  # pciehp re-sizes the port's window: the kernel placed the BAR

@@ -298,12 +298,15 @@ ACPI_ENDPOINT_CASES = ["hotplug-acpi-default-1g", "hotplug-acpi-default-small", 
                        "hotplug-acpi-hpsize-noreserve", "hotplug-acpi-io-reserve0"]
 
 
+@pytest.mark.parametrize("folder", ["qemu", "qemu-6.12"])
+@pytest.mark.parametrize("say_mode", [True, False])
 @pytest.mark.parametrize("name", ACPI_ENDPOINT_CASES)
-def test_hot_add_fit_agrees_with_the_kernel(unpacked, name):
-    """ACPI hot-add never resizes a window: the verdict must match what the real kernel did."""
-    outcome = json.loads((QEMU / f"{name}.outcome.json").read_text())
-    t = load_sysfs(unpacked(f"{name}.pre"))
-    words = ["hot-add", outcome["port"], "--hotplug", outcome["hotplug"]]
+def test_hot_add_fit_agrees_with_the_kernel(unpacked, name, say_mode, folder):
+    """ACPI hot-add never resizes a window: the verdict must match what the real kernel did
+    (on Linux 6.1 and 6.12; the slot's driver given, or read from the source)."""
+    outcome = json.loads((QEMU.parent / folder / f"{name}.outcome.json").read_text())
+    t = load_sysfs(unpacked(f"{folder}/{name}.pre"))
+    words = ["hot-add", outcome["port"]] + (["--hotplug", outcome["hotplug"]] if say_mode else [])
     for b in outcome["device"]["bars"]:
         words += ["--bar", f"{b['type']}:{b['size']}"]
     f = check(plan_of(t, words), t)

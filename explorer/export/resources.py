@@ -21,6 +21,7 @@ Fit JSON (``fit_json``)::
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..kernel.setup import BarOutcome, FitResult, KernelParams, NewBridge, SriovFitResult
@@ -221,6 +222,17 @@ def _new_bridge_json(nb: NewBridge | None) -> dict[str, Any] | None:
     }
 
 
+def _context_lines(result: FitResult) -> list[str]:
+    ctx = result.context
+    if ctx is None or not hasattr(ctx, "slot_driver"):
+        return []
+    f = ctx.slot_driver(result.port)
+    out = [f"  slot driver: {f.describe()}", f"  kernel rules: {ctx.rules.describe()}",
+           f"  command line: {ctx.cmdline.describe()}"]
+    out += [f"  override: {o}" for o in ctx.overrides]
+    return out
+
+
 def fit_json(result: FitResult) -> dict[str, Any]:
     """A hot-add prediction as a JSON-ready dict (``fits``, ``bars``, ``remedies`` first)."""
     return {
@@ -240,6 +252,30 @@ def fit_json(result: FitResult) -> dict[str, Any]:
         "kernel_oops": result.kernel_oops,
         "collateral": list(result.collateral),
         "kernel_params": _params_json(result.kernel_params),
+        "kernel": result.kernel,
+        "assuming": dict(result.assuming),
+        "possibilities": [_possibility_json(p) for p in result.possibilities],
+        "context": _context_json(result.context),
+    }
+
+
+def _context_json(ctx: Any) -> dict[str, Any] | None:
+    return ctx.to_dict() if ctx is not None and hasattr(ctx, "to_dict") else None
+
+
+def _possibility_json(r: FitResult) -> dict[str, Any]:
+    """One possibility of a hot-add whose outcome depends on unknown facts."""
+    return {
+        "assuming": dict(r.assuming),
+        "kernel": r.kernel,
+        "hotplug": r.hotplug,
+        "fits": r.fits,
+        "bars": [_bar_json(o) for o in r.bars],
+        "new_bridge": _new_bridge_json(r.new_bridge),
+        "port_windows_after": _wins_json(r.port_windows_after),
+        "kernel_oops": r.kernel_oops,
+        "remedies": list(r.remedies),
+        "messages": list(r.messages),
     }
 
 
@@ -256,11 +292,50 @@ def _win_line(d: dict) -> str:
     return ", ".join(parts)
 
 
+_MODE_WORDS = {"native": "native PCIe hotplug (pciehp)", "acpi": "ACPI hotplug (acpiphp)"}
+
+
+def _assuming_words(r: FitResult) -> str:
+    words = {"hotplug": lambda v: " or ".join(_MODE_WORDS.get(x, x).split(" (")[1].rstrip(")") for x in v.split("|")),
+             "kernel": lambda v: "Linux " + " or ".join(v.split("|")),
+             "bridge": lambda v: " or ".join({"switch": "a switch upstream port", "pci": "a PCIe-to-PCI bridge"}.get(x, x)
+                                              for x in v.split("|"))}
+    return ", ".join(words.get(k, str)(v) for k, v in r.assuming) or "any"
+
+
+def _outcome_words(r: FitResult) -> str:
+    parts = []
+    for o in r.bars:
+        name = "ROM" if o.kind == "rom" else f"BAR {o.index}"
+        parts.append(f"{name} at {o.start:#x}" if o.assigned else f"{name} NOT assigned")
+    nb = r.new_bridge
+    if nb is not None:
+        wins = [k for k in ("io", "mem", "pref") if nb.windows.get(k) is not None]
+        parts.append(f"new bridge bus {nb.secondary if nb.secondary is not None else 'none'}"
+                     + (f" with {'/'.join(wins)} windows" if wins else " with no windows")
+                     + ("" if nb.bus_assigned else " (unusable)"))
+    if r.kernel_oops:
+        parts.append("kernel oops")
+    return ("fits: " if r.fits else "does not fit: ") + ("; ".join(parts) or "nothing to assign")
+
+
 def fit_text(result: FitResult, *, messages: bool = True) -> str:
     """Plain text for a hot-add prediction."""
-    mode = {"native": "native PCIe hotplug (pciehp)", "acpi": "ACPI hotplug (acpiphp)"}.get(result.hotplug, result.hotplug)
+    if result.possibilities:
+        lines = [f"hot-add below {result.port}: DEPENDS on what the source does not say (exit status: the worst case, "
+                 f"{'fits' if result.fits else 'does not fit'})"]
+        for p in result.possibilities:
+            lines.append(f"  with {_assuming_words(p)}: {_outcome_words(p)}")
+        lines += _context_lines(result)
+        lines.append("  worst case in detail:")
+        detail = fit_text(replace(result, possibilities=(), warnings=result.warnings[1:], context=None),
+                          messages=messages)
+        return "\n".join(lines) + "\n" + "\n".join("  " + ln for ln in detail.splitlines()) + "\n"
+    mode = _MODE_WORDS.get(result.hotplug, result.hotplug)
     verdict = "FITS" if result.fits else ("DOES NOT FIT" if result.certain else "UNCERTAIN")
-    lines = [f"hot-add below {result.port} with {mode}: {verdict}"]
+    kern = f" on Linux {result.kernel}" if result.kernel else ""
+    lines = [f"hot-add below {result.port} with {mode}{kern}: {verdict}"]
+    lines += _context_lines(result)
     if not result.certain:
         lines.append("  (the answer depends on facts this source does not have; see warnings)")
     for o in result.bars:

@@ -154,9 +154,56 @@ def topology_json(t: Topology) -> dict[str, Any]:
             "iommu_present": s.iommu_present,
             "warnings": list(s.warnings),
         },
+        "context": context_json(t),
         "host_bridges": [host_bridge_json(h) for h in t.host_bridges],
         "devices": [device_json(t, fn) for fn in t],
     }
+
+
+def context_json(t: Topology) -> dict[str, Any]:
+    """The kernel context the source gives (explorer.kernel.context), each fact with its provenance."""
+    from ..kernel.context import source_context
+
+    return source_context(t).to_dict()
+
+
+def device_context_json(t: Topology, fn: Function) -> dict[str, Any]:
+    """``show --json``'s context: the source's, plus this port's slot hotplug driver."""
+    from ..kernel.context import source_context
+
+    ctx = source_context(t)
+    d = ctx.to_dict()
+    del d["slot_hotplug_drivers"]
+    d["slot_hotplug_driver"] = ctx.slot_driver(fn.address).to_dict() if fn.is_bridge and present(fn.slot) else None
+    return d
+
+
+def context_summary(t: Topology) -> str:
+    """One short line for a header: the kernel rules and where they came from, the IOMMU."""
+    from ..kernel.context import source_context
+
+    ctx = source_context(t)
+    if ctx.rules.known:
+        rel = f"Linux {ctx.release.value}" if ctx.release.known else "kernel"
+        kern = f"{rel}, {ctx.rules.value} rules ({ctx.rules.how})"
+    else:
+        kern = "kernel unknown (6.1 and 6.12 rules both computed)"
+    iommu = {True: f"IOMMU {ctx.iommu_vendor.value or 'present'}", False: "no IOMMU"}.get(ctx.iommu.value, "IOMMU unknown")
+    known = sum(1 for _, f in ctx.slot_drivers if f.known)
+    slots = f"slot drivers {known}/{len(ctx.slot_drivers)} known" if ctx.slot_drivers else ""
+    return ", ".join(x for x in (kern, iommu, slots) if x)
+
+
+def context_lines(t: Topology, fn: Function | None = None) -> list[str]:
+    """The context as short text lines: kernel and rules, command line, IOMMU; a port's slot driver."""
+    from ..kernel.context import source_context
+
+    ctx = source_context(t)
+    out = []
+    if fn is not None and fn.is_bridge and present(fn.slot):
+        out.append(f"hotplug driver: {ctx.slot_driver(fn.address).describe()}")
+    out += [ln for ln in ctx.lines() if not ln.startswith("slot hotplug at ")]
+    return out
 
 
 # ---- text ---------------------------------------------------------------------------
@@ -358,6 +405,9 @@ def render_device(t: Topology, fn: Function) -> str:
     add(f"  external-facing    {_fmt(fn.external_facing)}   removable {_fmt(fn.removable)}")
     if fn.vmd_domain is not None:
         add(f"  VMD                owns domain {fn.vmd_domain:04x}")
+    add("  kernel context")
+    for line in context_lines(t, fn):
+        add(f"    {line}")
     return "\n".join(out)
 
 

@@ -324,6 +324,8 @@ class SlotInfo:
     number: int | None = None
     hotplug: bool | None = None
     surprise: bool | None = None
+    #: The driver that owns the slot's hotplug: "acpiphp", "pciehp" or "shpchp" (None: unknown).
+    hotplug_driver: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

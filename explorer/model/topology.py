@@ -24,6 +24,11 @@ class SourceInfo:
     #: Default domain type per reported group label (sysfs ``type`` file).
     group_types: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
+    #: IOMMU units the kernel registered (``/sys/class/iommu`` names: dmar0, ivhd0, ...);
+    #: () known to be none, None unknown.
+    iommu_units: tuple[str, ...] | None = None
+    #: Where each context fact was read: (fact, file), e.g. ("kernel_cmdline", "proc/cmdline").
+    provenance: tuple[tuple[str, str], ...] = ()
 
 
 class TopologyError(ValueError):

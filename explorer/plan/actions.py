@@ -99,14 +99,18 @@ def check_uuid(value: Any, field_name: str) -> str:
     return value
 
 
-HOTPLUG_MODES = ("acpi", "native")
+HOTPLUG_MODES = ("acpi", "native", "shpchp")
+#: The driver's name is accepted for the path it takes (explorer.kernel.context.HOTPLUG_ALIASES).
+_HOTPLUG_ALIASES = {"acpiphp": "acpi", "pciehp": "native"}
 
 
 def check_hotplug_mode(value: Any, field_name: str = "hotplug") -> str | None:
+    """acpi (acpiphp), native (pciehp) or shpchp; None: the slot driver the source shows."""
     if value is None:
         return None
+    value = _HOTPLUG_ALIASES.get(value, value) if isinstance(value, str) else value
     if value not in HOTPLUG_MODES:
-        raise ActionError(f"expected acpi (acpiphp) or native (pciehp), got {value!r}", field_name)
+        raise ActionError(f"expected acpi (acpiphp), native (pciehp) or shpchp, got {value!r}", field_name)
     return value
 
 
@@ -320,7 +324,7 @@ USAGE = {
     "assign": "assign BDF --vm NAME [--group]",
     "sriov": "sriov PF --vfs N [--driver NAME]",
     "mdev": "mdev PARENT --type TYPE [--count N] [--vm NAME]",
-    "hot-add": "hot-add PORT --bar KIND:SIZE ... [--buses N] [--hotplug acpi|native]",
+    "hot-add": "hot-add PORT --bar KIND:SIZE ... [--buses N] [--hotplug acpi|native|shpchp]",
     "hot-remove": "hot-remove BDF",
     "trust": "trust PORT --external|--internal",
     "kernel-param": "kernel-param NAME=VALUE",

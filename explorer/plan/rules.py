@@ -743,34 +743,64 @@ def rule_hot_add(ctx: Context) -> Iterator[Finding]:
         yield from _hot_add_fit(ctx, port, action, i)
 
 
+def _case_label(r: Any, single: bool) -> str:
+    """"with acpiphp on Linux 6.12": the hotplug path and kernel a hot-add result assumed or read."""
+    drv = {"acpi": "acpiphp", "native": "pciehp"}.get(r.hotplug, r.hotplug)
+    assumed = dict(r.assuming)
+    if "hotplug" in assumed:
+        drv = " or ".join({"acpi": "acpiphp", "native": "pciehp"}.get(m, m) for m in assumed["hotplug"].split("|"))
+    kern = f" on Linux {r.kernel.replace('|', ' or ')}" if r.kernel else ""
+    extra = ""
+    if "bridge" in assumed:
+        extra = " as " + " or ".join({"switch": "a switch upstream port", "pci": "a PCIe-to-PCI bridge"}.get(b, b)
+                                     for b in assumed["bridge"].split("|"))
+    return f"with {drv}{kern}{extra}"
+
+
 def _hot_add_fit(ctx: Context, port: Function, action: Any, i: int) -> Iterator[Finding]:
     sim = ctx.sim
     br = port.bridge
     if not present(br):
         return
-    modes = (action.hotplug,) if action.hotplug else ("acpi", "native")
     bars = tuple(str(b) for b in action.bars)
-    cmdline = ctx.final_cmdline()
-    results = {m: _cached_fit("fit_hotadd", sim.base, action.port, bars, buses=action.buses, hotplug=m,
-                              kernel_params=cmdline) for m in modes}
-    usable = {m: r for m, r in results.items() if r is not None and not isinstance(r, Exception)}
-    if usable:
+    res = None
+    try:
+        from ..kernel.context import resolve_context
+
+        # the one context resolver fit, check and the app share; the plan's own kernel
+        # parameters are added to the source's command line
+        kctx = resolve_context(sim.base, hotplug=action.hotplug, port=action.port,
+                               kernel_params=[p for p, _ in sim.kernel_params] or None)
+        res = _cached_fit("fit_hotadd", sim.base, action.port, bars, buses=action.buses,
+                          bridge=getattr(action, "bridge", None), context=kctx)
+    except ImportError:  # pragma: no cover - the engine is part of the package
+        res = None
+    if res is not None and not isinstance(res, Exception):
         kern = "drivers/pci/setup-bus.c, setup-res.c; drivers/pci/hotplug (explorer.kernel.setup.fit_hotadd)"
-        failed = {m: r for m, r in usable.items() if not r.fits}
-        if not failed:
+        if res.fits:
             return
-        for m, r in failed.items():
+        cases = res.possibilities or (res,)
+        failed = [r for r in cases if not r.fits]
+        texts = []
+        bus_fail = False
+        for r in cases:
+            label = _case_label(r, single=len(cases) == 1)
+            if r.fits:
+                where = ", ".join(f"BAR {o.index} at {o.start:#x}" for o in r.bars if o.start is not None)
+                texts.append(f"{label}: fits" + (f" ({where})" if where else ""))
+                continue
             bad = [b.reason for b in r.bars if not b.assigned]
             nb = r.new_bridge
-            bus_fail = nb is not None and not nb.bus_assigned
-            why = "; ".join(bad + ([nb.reason] if bus_fail else [])) or "; ".join(r.messages)
+            bus_fail = bus_fail or (nb is not None and not nb.bus_assigned)
+            why = "; ".join(bad + ([nb.reason] if nb is not None and not nb.bus_assigned else [])) or "; ".join(r.messages)
             fix = "; ".join(r.remedies)
-            text = f"with {m} hotplug ({'acpiphp' if m == 'acpi' else 'pciehp'}) at {action.port}: {why}" + (f" (remedies: {fix})" if fix else "")
-            sev = ERROR if len(failed) == len(usable) else WARNING
-            if sev == WARNING:
-                other = next(x for x in usable if x not in failed)
-                text += f"; it fits with {other} hotplug (give --hotplug to say which this machine uses)"
-            yield ctx.finding("HOTADD-BUS" if bus_fail else "HOTADD-FIT", sev, text, [action.port], kern, i)
+            texts.append(f"{label}: {why}" + (f" (remedies: {fix})" if fix else ""))
+        text = f"hot-add at {action.port}: " + " | ".join(texts)
+        if res.possibilities:
+            text += (" -- the outcome depends on what the source does not say; the worst case counts "
+                     "(say which with plan add hot-add ... --hotplug acpi|native)")
+        yield ctx.finding("HOTADD-BUS" if bus_fail else "HOTADD-FIT", ERROR if failed else WARNING, text,
+                          [action.port], kern, i)
         return
     # Fallback: ACPI hotplug never resizes a window: each BAR needs a free aligned hole in the
     # port's window of its kind (drivers/pci/hotplug/acpiphp_glue.c enable_slot).

@@ -144,7 +144,9 @@ def findings_json(findings: list[Finding], plan: Plan | None = None) -> dict[str
 
 
 def check_json(plan: Plan, topology: Topology) -> dict[str, Any]:
-    return findings_json(check(plan, topology), plan)
+    from ..kernel.context import source_context
+
+    return {**findings_json(check(plan, topology), plan), "context": source_context(topology).to_dict()}
 
 
 def render_findings(findings: list[Finding]) -> str:

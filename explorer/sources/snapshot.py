@@ -9,10 +9,15 @@ below ``./``::
                                      the links in sysfs.DEVICE_LINKS and ``virtfn*``
     sys/bus/pci/slots/<name>/address
     sys/kernel/iommu_groups/<n>/type and devices/<BDF> links
+    sys/bus/pci/slots/<name>/module  the slot's hotplug driver (a link; Linux 6.1 has it)
+    sys/bus/pci_express/devices/*    PCIe port service devices and their ``driver`` links
+                                     (Linux 6.12: a port bound to pciehp has native hotplug)
+    sys/class/iommu/<unit>           the IOMMU units (links)
     proc/iomem, proc/ioports, proc/cmdline, proc/version, proc/sys/kernel/osrelease
     meta/uname.txt                   "Linux HOST RELEASE VERSION MACHINE"
     meta/capture.json                what this capture left out (serials, partial reads)
-    dmesg.txt                        only the "root bus resource [bus ..]" lines
+    dmesg.txt                        the kernel log as far as it is readable (/dev/kmsg;
+                                     empty or left out when dmesg is restricted)
 
 That is exactly what :mod:`explorer.sources.sysfs` reads; nothing else of ``/sys`` is
 stored. ``driver`` links keep their target ``../../bus/pci/drivers/NAME``, which is not in
@@ -410,6 +415,9 @@ class _Collector:
             for s in slots:
                 if t.is_dir(f"sys/bus/pci/slots/{s}"):
                     self.copy_file(f"sys/bus/pci/slots/{s}/address")
+                    # Linux 6.1: which hotplug driver registered the slot
+                    self.copy_link(f"sys/bus/pci/slots/{s}/module")
+        self._port_services_and_iommus()
         groups = t.listdir("sys/kernel/iommu_groups")
         if groups is not None:
             self.add_dir("sys/kernel/iommu_groups")
@@ -429,18 +437,43 @@ class _Collector:
         if live:
             u = os.uname()
             self.add_file("meta/uname.txt", f"{u.sysname} {u.nodename} {u.release} {u.version} {u.machine}\n".encode())
-            lines = self._kmsg_root_bus_lines()
+            lines = self._kmsg_root_bus_lines(everything=True)
         else:
             self.copy_file("meta/uname.txt")
             got = t.read("dmesg.txt")
             text = got[0].decode("utf-8", "replace") if got else ""
-            lines = [ln for ln in text.splitlines() if _ROOT_BUS_MARK in ln]
+            lines = text.splitlines()
         if lines:
             self.add_file("dmesg.txt", ("\n".join(lines) + "\n").encode())
         self._drop_escaping_links()
 
-    def _kmsg_root_bus_lines(self) -> list[str]:
-        """The kernel log's root-bus lines (bus ranges of host bridges), read from /dev/kmsg."""
+    def _port_services_and_iommus(self) -> None:
+        """Linux 6.12's slot drivers (PCIe port service devices and their ``driver`` links) and
+        the IOMMU units (``sys/class/iommu``): links only, as the context reader needs them."""
+        t = self.tree
+        services = t.listdir("sys/bus/pci_express/devices")
+        if services is not None:
+            self.add_dir("sys/bus/pci_express/devices")
+            for s in services:
+                link = f"sys/bus/pci_express/devices/{s}"
+                rel = t.resolve(link)
+                if rel is None or not t.is_dir(rel) or not self.copy_link(link):
+                    continue
+                self.add_dir(rel)
+                self.copy_link(f"{rel}/driver")
+        units = t.listdir("sys/class/iommu")
+        if units is not None:
+            self.add_dir("sys/class/iommu")
+            for u in units:
+                link = f"sys/class/iommu/{u}"
+                if self.copy_link(link):
+                    rel = t.resolve(link)
+                    if rel is not None and t.is_dir(rel):
+                        self.add_dir(rel)
+
+    def _kmsg_root_bus_lines(self, everything: bool = False) -> list[str]:
+        """The kernel log's root-bus lines (bus ranges of host bridges), read from /dev/kmsg;
+        with ``everything``, the whole log that is readable (kept as ``dmesg.txt``)."""
         rel = "dev/kmsg"
         try:
             fd = os.open(self.tree.abs(rel), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -467,7 +500,7 @@ class _Collector:
                     break
                 head, _, msg = rec.decode("utf-8", "replace").partition(";")
                 msg = msg.split("\n", 1)[0]
-                if _ROOT_BUS_MARK in msg:
+                if everything or _ROOT_BUS_MARK in msg:
                     fields = head.split(",")
                     usec = int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else 0
                     lines.append(f"[{usec // 1_000_000:5d}.{usec % 1_000_000:06d}] {msg}")

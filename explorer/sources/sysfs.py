@@ -383,6 +383,15 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
             windows = tuple(io.get((dom, bus), [])) + tuple(mem.get((dom, bus), []))
         hbs.append(HostBridge(dom, bus, bus_ranges.get((dom, bus)), windows, owner))
 
+    from .context import read_sysfs_context, release_file
+
+    functions, context_kw = read_sysfs_context(r.root, functions, r.resolve_link)
+    provenance = [("kernel_release", release_file(r.root) or "")] if release else []
+    if r.read_text("proc/cmdline") is not None:
+        provenance.append(("kernel_cmdline", "proc/cmdline"))
+    if group_labels:
+        provenance.append(("group_types", "sys/kernel/iommu_groups/*/type"))
+    context_kw["provenance"] = tuple(provenance) + context_kw["provenance"]
     group_types = []
     for label in group_labels:
         t = r.read_text(f"sys/kernel/iommu_groups/{label}/type")
@@ -396,6 +405,7 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
         iommu_present=(bool(group_labels) if groups_exist else None),
         group_types=tuple(group_types),
         warnings=tuple(warnings),
+        **context_kw,
     )
     return Topology.build(functions, hbs, source)
 

@@ -202,7 +202,8 @@ _BAR_KEYS = ("kind", "start", "size", "unassigned", "disabled", "total-size")
 _ROM_KEYS = ("kind", "index", "start", "size", "unassigned", "disabled", "total-size")
 _BRIDGE_KEYS = ("primary", "secondary", "subordinate", "bus-range", "io", "mem", "pref")
 _WINDOW_KEYS = ("kind", "start", "end", "size", "64-bit")
-_SLOT_KEYS = ("physical-slot", "number", "hotplug", "surprise")
+_SLOT_KEYS = ("physical-slot", "number", "hotplug", "surprise", "hotplug-driver")
+_HOTPLUG_DRIVERS = ("acpiphp", "pciehp", "shpchp")
 _LINK_KEYS = ("current-speed", "current-width", "max-speed", "max-width")
 _CAP_KEYS = (
     "acs", "ats", "pri", "pasid", "sriov", "ari", "aer", "rcec", "dsn",
@@ -797,6 +798,11 @@ class _Parser:
                     kw["physical_slot"] = self.text(v, f)
                 elif k == "number":
                     kw["number"] = self.int(v, f, 0)
+                elif k == "hotplug-driver":
+                    drv = self.text(v, f)
+                    if drv not in _HOTPLUG_DRIVERS:
+                        raise self.err(v, f"unknown hotplug driver {drv!r} (expected one of {', '.join(_HOTPLUG_DRIVERS)})", f)
+                    kw["hotplug_driver"] = drv
                 else:
                     kw[k] = self.bool(v, f)
             return {"slot": SlotInfo(**kw)}
@@ -1275,6 +1281,8 @@ def _enc_slot(s: SlotInfo) -> _Flow:
         d["hotplug"] = s.hotplug
     if s.surprise is not None:
         d["surprise"] = s.surprise
+    if s.hotplug_driver is not None:
+        d["hotplug-driver"] = s.hotplug_driver
     return d
 
 

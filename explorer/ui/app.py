@@ -363,7 +363,9 @@ class ExplorerApp(App):
         self.query_one("#details", Static).update(Text("Select a device to see every fact about it."))
         self.analysis = Analysis(topology)
         src = topology.source
-        self.sub_title = f"{src.location} ({src.kind}, {len(topology)} functions)"
+        from ..export.topology import context_summary
+
+        self.sub_title = f"{src.location} ({src.kind}, {len(topology)} functions) · {context_summary(topology)}"
         self.search_index = [
             (fn.address, " ".join(x for x in (fn.bdf, names.short_name(fn), fn.vendor_device or "", fn.driver if isinstance(fn.driver, str) else "") if x))
             for fn in topology
@@ -667,6 +669,8 @@ class ExplorerApp(App):
                 for tok in text.split():
                     if tok.startswith("buses="):
                         words += ["--buses", tok.split("=", 1)[1]]
+                    elif tok.startswith("hotplug="):
+                        words += ["--hotplug", tok.split("=", 1)[1]]
                     else:
                         words += ["--bar", tok]
                 self.add_action(words)
@@ -674,7 +678,8 @@ class ExplorerApp(App):
         self.push_screen(
             AskDialog(
                 f"Hot-add a device below {addr}",
-                "Its BARs as KIND:SIZE (io, mem32, mem64, pref32, pref64), and buses=N for a bridge, e.g. mem32:16M pref64:1G",
+                "Its BARs as KIND:SIZE (io, mem32, mem64, pref32, pref64), buses=N for a bridge, and "
+                "hotplug=acpi|native to override the slot driver the source shows, e.g. mem32:16M pref64:1G",
                 placeholder="mem32:16M pref64:256M",
             ),
             done,

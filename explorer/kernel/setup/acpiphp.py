@@ -10,6 +10,7 @@ the port's existing windows.
 from __future__ import annotations
 
 from .simulator import DevRes, KBus, KDev, Sim, max_busnr
+from .versions import KernelRules
 
 
 def _acpiphp_max_busnr(bus: KBus) -> int:
@@ -25,10 +26,15 @@ def bridge_bus_number(sim: Sim, new: KDev, pbus: KBus) -> int:
     return _acpiphp_max_busnr(pbus) + 1
 
 
-def assign_resources(sim: Sim, pbus: KBus, new: KDev, child: KBus | None) -> None:
-    """enable_slot(): size a new bridge as a hotplug bridge, then assign with no fail list."""
+def assign_resources(sim: Sim, pbus: KBus, new: KDev, child: KBus | None, rules: KernelRules,
+                     upstream: bool = False) -> None:
+    """enable_slot(): size a new bridge (as a hotplug bridge: check_hotplug_bridge), then
+    assign with no fail list."""
     add: list[DevRes] = []
     if child is not None:
-        new.is_hotplug_bridge = True  # check_hotplug_bridge(): a function of the ACPI slot
+        # check_hotplug_bridge(): a function of the ACPI slot is a hotplug bridge; 6.12 exempts
+        # PCIe switch upstream ports (versions.KernelRules.acpiphp_marks_upstream_port)
+        if not upstream or rules.acpiphp_marks_upstream_port:
+            new.is_hotplug_bridge = True
         sim.bus_size_bridges(child, add)
     sim.bus_assign_resources(pbus, add, None)

@@ -26,8 +26,8 @@ nothing is predicted: :attr:`BootResult.firmware_known` is False and the reason 
 
 Both modelled kernels (Debian's 6.1 has the fix backported) distribute a hotplug bridge's
 spare space at the root-bus step from the bridge whose child windows are unassigned
-(``pci_root_bus_distribute_available_resources`` passing ``dev``). 6.12's relaxed-alignment
-retry in ``pbus_size_mem`` is not modelled.
+(``pci_root_bus_distribute_available_resources`` passing ``dev``); 6.12's relaxed-alignment
+retry in ``pbus_size_mem`` follows :mod:`.versions`.
 
 Layer rule: imports :mod:`explorer.model` (the firmware facts are
 :mod:`explorer.model.firmware`, read by :mod:`explorer.sources.dmesg`) and sibling kernel modules.
@@ -75,12 +75,13 @@ from .simulator import (
     res_name,
 )
 from .specs import KernelParams, parse_kernel_params
+from .versions import RULES, rules_for_release
 
 from ...model.firmware import DmesgBoot, FwDevice, FwResource
 
 __all__ = ["BootResult", "BootDiff", "predict_boot", "KERNELS", "compare_layouts"]
 
-KERNELS = ("6.1", "6.12")
+KERNELS = tuple(RULES)
 
 
 # =============================================================================================
@@ -177,6 +178,7 @@ class _Boot:
         self.sim = Sim(skip_isa_align=kp.skip_isa_align)
         self.sim.hp_io, self.sim.hp_mmio, self.sim.hp_pref, self.sim.hp_bus = (
             kp.hpiosize, kp.hpmmiosize, kp.hpmmioprefsize, kp.hpbussize)
+        self.sim.relaxed_alignment_retry = RULES[kernel].relaxed_alignment_retry
         self.warnings: list[str] = []
         self.roots: list[KBus] = []
         self.nodes: dict[Address, _Node] = {}
@@ -778,14 +780,8 @@ def compare_layouts(predicted: Topology, actual: Topology) -> dict[str, tuple[in
 
 
 def _kernel_of(release: str | None) -> str:
-    if release:
-        parts = release.split(".")
-        try:
-            major, minor = int(parts[0]), int(parts[1].split("-")[0].split("+")[0])
-        except (ValueError, IndexError):
-            return "6.1"
-        return "6.12" if (major, minor) >= (6, 12) else "6.1"
-    return "6.1"
+    got = rules_for_release(release) if release else None
+    return got[0] if got is not None else "6.1"
 
 
 def predict_boot(topology: Topology, firmware: "DmesgBoot | None", *, kernel_params: str | None = None,
@@ -838,8 +834,5 @@ def predict_boot(topology: Topology, firmware: "DmesgBoot | None", *, kernel_par
         if opt in ("nocrs", "use_e820", "noearly", "conf1", "conf2", "bfsort", "nobfsort") or \
                 opt.startswith(("resource_alignment=", "lastbus=")):
             warnings.append(f"pci={opt} is not modelled: the prediction ignores it")
-    if kern == "6.12":
-        warnings.append("6.12's relaxed-alignment retry in pbus_size_mem is not modelled: a bridge window that "
-                        "needs it may be sized differently")
     return BootResult(topology, kern, kp, cmdline, True, predicted, tuple(b.sim.log), tuple(unassigned),
                       _diff(topology, predicted, amap), tuple(warnings), tuple(sorted(amap.items())))

@@ -35,6 +35,7 @@ from .simulator import (
     res_name,
 )
 from .specs import BarOutcome, BarSpec, FitResult, KernelParams, NewBridge
+from .versions import RULES, KernelRules
 
 _WIN_IDX = {"io": BRIDGE_IO, "mem": BRIDGE_MEM, "pref": BRIDGE_PREF}
 _WIN_NAME = {BRIDGE_IO: "I/O", BRIDGE_MEM: "non-prefetchable memory", BRIDGE_PREF: "prefetchable memory"}
@@ -80,8 +81,12 @@ def _res_desc(r: KRes) -> str:
 
 
 def simulate_hotadd(topology: Topology, port: Address, specs: list[BarSpec], buses: int, mode: str, kp: KernelParams,
-              shpc: bool) -> FitResult:
+                    shpc: bool, rules: KernelRules | None = None, upstream: bool = False) -> FitResult:
+    """One hot-add under one hotplug path (``mode``) and one kernel (``rules``, default 6.1).
+    ``upstream``: the new bridge is a PCIe switch upstream port (a 6.12 acpiphp difference)."""
+    rules = rules or RULES["6.1"]
     sim = Sim(skip_isa_align=kp.skip_isa_align)
+    sim.relaxed_alignment_retry = rules.relaxed_alignment_retry
     sim.hp_io, sim.hp_mmio, sim.hp_pref, sim.hp_bus = kp.hpiosize, kp.hpmmiosize, kp.hpmmioprefsize, kp.hpbussize
     m = build_machine(topology, port.domain, sim)
     sim.log.clear()
@@ -193,7 +198,7 @@ def simulate_hotadd(topology: Topology, port: Address, specs: list[BarSpec], bus
     released: list[str] = []
     tried = 1
     if mode == "acpi":
-        acpiphp.assign_resources(sim, pbus, new, child)
+        acpiphp.assign_resources(sim, pbus, new, child, rules, upstream)
     else:
         tried, released = pciehp.assign_resources(sim, pdev)
 

@@ -27,6 +27,7 @@ from .hotadd import simulate_hotadd
 from .remedies import _need_window, _pow2
 from .simulator import res_name
 from .specs import BarSpec, FitResult, normalize_bars, parse_kernel_params
+from .versions import RULES
 
 __all__ = ["RebootTry", "reboot_remedies", "with_reboot_remedies", "BOOT_REMEDY_PREFIX"]
 
@@ -108,7 +109,7 @@ def _try(topology: Topology, firmware: DmesgBoot, port: Address, specs: list[Bar
         return RebootTry(params, False, boot, None, f"{port} is not found after that boot")
     kp = parse_kernel_params(boot.predicted.source.kernel_cmdline)
     try:
-        fit = simulate_hotadd(boot.predicted, new_port, specs, buses, mode, kp, shpc)
+        fit = simulate_hotadd(boot.predicted, new_port, specs, buses, mode, kp, shpc, RULES[boot.kernel])
     except (KeyError, ValueError, AssertionError) as e:
         return RebootTry(params, False, boot, None, str(e))
     ok = fit.fits
@@ -134,7 +135,7 @@ def reboot_remedies(topology: Topology, firmware: DmesgBoot | None, port: Addres
     specs = normalize_bars(bars)
     if result is None:
         result = simulate_hotadd(topology, port, specs, buses, hotplug, parse_kernel_params(topology.source.kernel_cmdline),
-                                 shpc)
+                                 shpc, RULES.get(kernel or "6.1"))
     if result.fits:
         return [], []
     if firmware is None or not firmware.firmware_known:

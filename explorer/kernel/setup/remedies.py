@@ -8,6 +8,7 @@ from ...model.units import format_size
 from .hotadd import simulate_hotadd
 from .simulator import align_up, calculate_mem_align, ffs0, res_name
 from .specs import BarSpec, FitResult, KernelParams
+from .versions import KernelRules
 
 _QEMU_ROOT_PORTS = {(0x1B36, 0x000C), (0x1B36, 0x000D)}  # pcie-root-port, cxl... (gen root port / pxb root)
 
@@ -40,7 +41,8 @@ _size_arg = format_size
 
 
 def find_remedies(topology: Topology, port: Address, specs: list[BarSpec], buses: int, mode: str, kp: KernelParams,
-              shpc: bool, result: FitResult) -> list[str]:
+                   shpc: bool, result: FitResult, rules: KernelRules | None = None,
+                   upstream: bool = False) -> list[str]:
     out: list[str] = []
     failed = [o for o in result.bars if not o.assigned]
     failed_specs = [s for s in specs if any(o.index == s.index for o in failed)]
@@ -54,7 +56,7 @@ def find_remedies(topology: Topology, port: Address, specs: list[BarSpec], buses
         if any(topology.functions[a].address.devfn == 0 for a in topology.children(fn.address)):
             continue
         try:
-            alt = simulate_hotadd(topology, fn.address, specs, buses, mode, kp, shpc)
+            alt = simulate_hotadd(topology, fn.address, specs, buses, mode, kp, shpc, rules, upstream)
         except (KeyError, ValueError, AssertionError):
             continue
         if alt.fits:
@@ -119,7 +121,7 @@ def find_remedies(topology: Topology, port: Address, specs: list[BarSpec], buses
     # 4. native hotplug instead of ACPI
     if mode == "acpi" and (failed_specs or bus_problem):
         try:
-            nat = simulate_hotadd(topology, port, specs, buses, "native", kp, shpc)
+            nat = simulate_hotadd(topology, port, specs, buses, "native", kp, shpc, rules, upstream)
         except (KeyError, ValueError, AssertionError):
             nat = None
         if nat is not None and nat.fits:

@@ -4,7 +4,8 @@ Mirrors kernel/resource.c (``__find_resource``, ``allocate_resource``),
 drivers/pci/bus.c (``pci_bus_alloc_resource``), setup-res.c
 (``pci_assign_resource``) and setup-bus.c (sizing, sorted assignment, release,
 distribution of spare space) function by function, read from Debian's
-linux-source-6.1 (6.1.192). Everything here works on ``KRes``/``KDev``/``KBus``
+linux-source-6.1 (6.1.192) and linux-source-6.12 (6.12.117); where they differ a flag on
+``Sim`` selects the release's code (set from :mod:`.versions`). Everything here works on ``KRes``/``KDev``/``KBus``
 (struct resource, pci_dev, pci_bus); :mod:`.machine` builds them from a Topology.
 
 Layer rule: stdlib only.
@@ -237,6 +238,9 @@ class Sim:
         self.hp_mmio = DEFAULT_HOTPLUG_MMIO_SIZE
         self.hp_pref = DEFAULT_HOTPLUG_MMIO_PREF_SIZE
         self.hp_bus = DEFAULT_HOTPLUG_BUS_SIZE
+        #: 6.12 pbus_size_mem(): retry with relaxed alignment when the upstream window is too
+        #: small (versions.KernelRules.relaxed_alignment_retry)
+        self.relaxed_alignment_retry = False
 
     def info(self, dev: KDev | None, msg: str) -> None:
         self.log.append(f"{dev.prefix}: {msg}" if dev is not None else msg)
@@ -744,6 +748,11 @@ class Sim:
         old = b_res.size
         size0 = calculate_memsize(size, min_size, 0, 0, old, min_align)
         add_align = max(min_align, add_align)
+        if (self.relaxed_alignment_retry and bus.self_dev is not None and size0
+                and not self.upstream_space_available(bus, mask | PREFETCH, typ, size0, add_align)):
+            min_align = max(1 << (max_order + 20), 0x100000)
+            size0 = calculate_memsize(size, min_size, 0, 0, old, 0x100000)
+            self.info(bus.self_dev, f"bridge window {pr(b_res)} to {bus.busn_str()} requires relaxed alignment rules")
         if realloc is None or (not add_size and not children_add):
             s1 = size0
         else:
@@ -760,6 +769,24 @@ class Sim:
             self._add_to_list(realloc, bus.self_dev, b_res, s1 - size0, add_align)
             self.info(bus.self_dev, f"bridge window {pr(b_res)} to {bus.busn_str()} add_size {s1 - size0:x} "
                                     f"add_align {add_align:x}")
+        return True
+
+    def upstream_space_available(self, bus: KBus, mask: int, typ: int, size: int, align: int) -> bool:
+        """pbus_upstream_space_available() (6.12): the first assigned window of this type
+        above ``bus`` (root bus excluded) has an aligned free block of ``size``."""
+        downstream = bus
+        up = bus.parent
+        while up is not None and not up.is_root:
+            for r in up.resources:
+                if r is None or r.parent is None or (r.flags & mask) != typ:
+                    continue
+                if r.size >= size and self.find_resource(r, 0, size, 0, (1 << 64) - 1, align) is not None:
+                    return True
+                if up.self_dev is not None and downstream.self_dev is not None:
+                    self.info(up.self_dev, f"Assigned bridge window {pr(r)} to {up.busn_str()} cannot fit {size:#x} "
+                                           f"required for {downstream.self_dev.name} bridging to {downstream.busn_str()}")
+                return False
+            up = up.parent
         return True
 
     def bus_size_bridges(self, bus: KBus, realloc: list["DevRes"] | None) -> None:

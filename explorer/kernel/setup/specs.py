@@ -273,6 +273,15 @@ class FitResult:
     collateral: tuple[str, ...] = ()
     kernel_oops: str | None = None
     kernel_params: KernelParams = field(default_factory=KernelParams)
+    #: The kernel rule set this was computed with ("6.1", "6.12").
+    kernel: str | None = None
+    #: What this result assumed that the source does not say: (fact, value), e.g. ("hotplug", "acpi").
+    assuming: tuple[tuple[str, str], ...] = ()
+    #: When the outcome depends on unknown facts: one result per possibility (side by side);
+    #: this result is then the worst of them, with ``certain`` False.
+    possibilities: tuple["FitResult", ...] = ()
+    #: The kernel context the prediction resolved (explorer.model.context.KernelContext).
+    context: object = None
 
 
 HOTPLUG_MODES = ("native", "acpi")
