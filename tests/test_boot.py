@@ -339,3 +339,14 @@ def test_plan_findings_carry_the_simulated_reboot_remedy():
     p = add_action(new_plan(t, "test"), ["hot-add", str(port), "--bar", "2:pref64:1G", "--hotplug", "acpi"])
     texts = [f.message for f in check(p, t) if f.code == "HOTADD-FIT"]
     assert texts and "fits after a reboot with pci=hpmmioprefsize=" in texts[0]
+
+
+def test_journalctl_form_reads_the_same():
+    text = _log_text(BOOT / "6.12" / "boot-busnum-none.tar.gz")
+    journal = "\n".join("Dec 07 05:50:23 host kernel: " + re.sub(r"^\[\s*\d+\.\d+\]\s*", "", ln)
+                        for ln in text.splitlines())
+    a, b = parse_dmesg(text), parse_dmesg(journal)
+    assert b.complete and b.firmware_known
+    assert [(d.address, d.bars, d.rom, d.windows, d.fw_secondary, d.fw_bus_invalid) for d in a.devices.values()] == \
+        [(d.address, d.bars, d.rom, d.windows, d.fw_secondary, d.fw_bus_invalid) for d in b.devices.values()]
+    assert a.roots == b.roots

@@ -48,7 +48,9 @@ __all__ = [
 _MAX_BYTES = 32 << 20
 
 
-_TS = r"^(?:<\d+>)?(?:\[\s*(?P<ts>\d+\.\d+)\]\s*)?"
+#: optional syslog / ``journalctl -k`` prefix ("Dec 07 05:50:23 host kernel: "), level, timestamp
+_TS = (r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ kernel: |\S+T\S+ \S+ kernel: )?"
+       r"(?:<\d+>)?(?:\[\s*(?P<ts>\d+\.\d+)\]\s*)?")
 _BDF = r"(?P<bdf>[0-9a-fA-F]{4,5}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])"
 _RES = r"\[(?P<res>(?:io|mem)\s+[^\]]*)\]"
 _LINE_DEV = re.compile(_TS + r"(?:pci|pcieport|[\w-]+) " + _BDF + r": (?P<msg>.*)$")
@@ -98,7 +100,8 @@ def _reg_to_bar(reg: int) -> tuple[str, int] | None:
 def parse_dmesg(text: str, path: str = "dmesg") -> DmesgBoot:
     lines = text.splitlines()
     first = next((ln for ln in lines if ln.strip()), "")
-    complete = bool(re.match(_TS + r"Linux version", first)) and re.match(r"^(?:<\d+>)?\[\s*0\.000000\]", first) is not None
+    m0 = re.match(_TS + r"Linux version", first)
+    complete = bool(m0) and (m0.group("ts") is None or float(m0.group("ts")) == 0.0)
     boot = DmesgBoot(path, complete, False)
     m = re.match(_TS + r"Linux version (?P<rel>\S+)", first)
     if m:
@@ -264,7 +267,7 @@ def read_dmesg(spec: str | None) -> tuple[str, str] | None:
             raise SourceError(f"cannot read the archive: {e}", path=spec) from None
         return None
     text = _decode(open(p, "rb").read(_MAX_BYTES))
-    if re.search(r"^(?:<\d+>)?\[\s*\d+\.\d+\] ", text, re.M) and ("pci" in text):
+    if re.search(r"(?:^(?:<\d+>)?\[\s*\d+\.\d+\] | kernel: )", text, re.M) and ("pci" in text):
         return spec, text
     return None
 
