@@ -122,7 +122,7 @@ class BootResult:
     predicted: Topology | None
     #: the kernel's messages of the replayed boot, in order
     messages: tuple[str, ...]
-    #: resources the kernel leaves unassigned ("0000:04:00.0 ROM [mem size 0x00040000 pref]")
+    #: resources the kernel leaves unassigned ("0000:04:00.0 ROM (size 0x40000)")
     unassigned: tuple[str, ...]
     diff: BootDiff
     warnings: tuple[str, ...] = ()
@@ -145,6 +145,8 @@ class _Node:
     children: list["_Node"] = field(default_factory=list)
     primary: int | None = None  # the firmware's primary bus number (None: never matches)
     dev: KDev | None = None
+    #: secondary and subordinate bus number registers during the scan
+    regs: list[int] | None = None
 
 
 def _flags_of(r: "FwResource", rom: bool = False) -> int:
@@ -354,11 +356,9 @@ class _Boot:
     def scan_bridge(self, bus: KBus, dev: KDev, mx: int, available: int, pass_: int) -> int:
         node = self.by_dev[id(dev)]
         fd = node.fw
-        st = getattr(dev, "_scan", None)
-        if st is None:
-            st = {"sec": fd.fw_secondary or 0, "sub": fd.fw_subordinate or 0, "broken": False}
-            dev._scan = st  # type: ignore[attr-defined]
-        sec, sub = st["sec"], st["sub"]
+        if node.regs is None:  # the bridge's bus number registers as the firmware left them
+            node.regs = [fd.fw_secondary or 0, fd.fw_subordinate or 0]
+        sec, sub = node.regs
         broken = False
         if not pass_ and (node.primary != bus.number or sec <= bus.number or sec > sub):
             self.sim.info(dev, f"bridge configuration invalid ([bus {sec:02x}-{sub:02x}]), reconfiguring")
@@ -381,8 +381,8 @@ class _Boot:
                 mx = sub
             return mx
         if not pass_:
-            if self.kp.assign_busses or broken:
-                st["sec"] = st["sub"] = 0
+            if self.kp.assign_busses or broken:  # "temporarily disable forwarding": zeroed for pass 1
+                node.regs = [0, 0]
             return mx
         nxt = mx + 1
         if (bus.domain, nxt) in self.buses or nxt > 0xFF:
