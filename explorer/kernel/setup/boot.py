@@ -779,6 +779,16 @@ def compare_layouts(predicted: Topology, actual: Topology) -> dict[str, tuple[in
 # =============================================================================================
 
 
+#: drivers/pci/pci.c pci_setup() and arch/x86/pci/common.c pcibios_setup() (prefixes as matched there)
+_KNOWN_PCI_OPTIONS = frozenset("""
+    nomsi noats noaer earlydump realloc nodomains noari cbiosize cbmemsize resource_alignment ecrc hpiosize
+    hpmmiosize hpmmioprefsize hpmemsize hpbussize pcie_bus_tune_off pcie_bus_safe pcie_bus_perf
+    pcie_bus_peer2peer pcie_scan_all disable_acs_redir config_acs off bios nobios conf1 conf2 nommconf
+    check_enable_amd_mmconf noacpi noearly usepirqmask irqmask lastbus rom norom nobar assign-busses use_crs
+    nocrs use_e820 no_e820 routeirq skip_isa_align noioapicquirk ioapicreroute noioapicreroute bfsort nobfsort
+    big_root_window""".split())
+
+
 def _kernel_of(release: str | None) -> str:
     got = rules_for_release(release) if release else None
     return got[0] if got is not None else "6.1"
@@ -830,9 +840,15 @@ def predict_boot(topology: Topology, firmware: "DmesgBoot | None", *, kernel_par
     if b.sim.unknown_root_used:
         warnings.append("the host bridge windows are unknown to the kernel log: assignments on the root bus are "
                         "not predicted exactly")
+    for word in cmdline.split():
+        if not word.startswith("pci="):
+            warnings.append(f"{word!r} is not a pci= option: it does not change the PCI layout and is ignored")
     for opt in kp.options:
+        name = opt.split("=", 1)[0]
         if opt in ("nocrs", "use_e820", "noearly", "conf1", "conf2", "bfsort", "nobfsort") or \
                 opt.startswith(("resource_alignment=", "lastbus=")):
             warnings.append(f"pci={opt} is not modelled: the prediction ignores it")
+        elif name not in _KNOWN_PCI_OPTIONS:
+            warnings.append(f"pci={opt}: the kernel does not know this option (\"PCI: Unknown option\") and ignores it")
     return BootResult(topology, kern, kp, cmdline, True, predicted, tuple(b.sim.log), tuple(unassigned),
                       _diff(topology, predicted, amap), tuple(warnings), tuple(sorted(amap.items())))
