@@ -264,6 +264,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     t = _load(args.source)
     if port not in t.functions:
         raise CliError(f"--port {port}: no such device in {t.source.location}")
+    now, now_port = t, port
+    t, port, boot, fw = _fit_after_boot(args, t, port)
     from .kernel.context import resolve_context
 
     try:
@@ -271,10 +273,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         res = fit_hotadd(t, port, bars, buses=args.buses, bridge=args.bridge, context=ctx)
     except ValueError as e:
         raise CliError(str(e)) from None
+    res = _fit_reboot_remedies(args, res, now, now_port, fw, bars, boot)
     if args.json:
-        _print_json(envelope("fit", t, fit_json(res)))
+        _print_json(envelope("fit", t, _fit_boot_json(fit_json(res), boot)))
     else:
-        print(fit_text(res))
+        print(_fit_boot_text(boot) + fit_text(res))
     return 0 if res.fits else 1
 
 
@@ -291,6 +294,72 @@ def cmd_diff(args: argparse.Namespace) -> int:
     else:
         print(diff_text(d, sections))
     return 1 if differs(d, sections) else 0
+
+
+def _pci_words(cmdline: str | None) -> str:
+    return " ".join(w for w in (cmdline or "").split() if w.startswith("pci="))
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    from .export.boot import boot_json, boot_text
+    from .kernel.setup.boot import predict_boot
+    from .sources.dmesg import load_dmesg
+
+    t = _load(args.source)
+    fw = load_dmesg(args.source, args.dmesg)
+    if args.kernel_param:
+        params = " ".join(args.kernel_param)
+    else:  # the next boot with the same command line: the source itself
+        params = _pci_words(t.source.kernel_cmdline or (fw.cmdline if fw is not None else None))
+    res = predict_boot(t, fw, kernel_params=params, kernel=args.kernel)
+    where = fw.path if fw is not None else None
+    if args.json:
+        _print_json(boot_json(res, where))
+    else:
+        print(boot_text(res, where, messages=not args.quiet), end="")
+    return 0 if res.firmware_known else 1
+
+
+def _fit_after_boot(args: argparse.Namespace, t: Topology, port: Address):
+    """``fit --after-boot``: the machine after that reboot, and the port's address on it."""
+    from .kernel.setup.boot import predict_boot
+    from .sources.dmesg import load_dmesg
+
+    fw = load_dmesg(args.source)
+    if args.after_boot is None:
+        return t, port, None, fw
+    boot = predict_boot(t, fw, kernel_params=args.after_boot)
+    if boot.predicted is None:
+        raise CliError(f"--after-boot: {boot.warnings[0] if boot.warnings else 'the firmware state is unknown'}")
+    new_port = dict(boot.address_map).get(port)
+    if new_port is None:
+        raise CliError(f"--after-boot: {port} is not in the kernel log's enumeration")
+    return boot.predicted, new_port, boot, fw
+
+
+def _fit_reboot_remedies(args: argparse.Namespace, res, now: Topology, now_port: Address, fw, bars, boot):
+    """After ``--after-boot``, boot-parameter remedies start from the machine as it is now."""
+    from .kernel.setup.reboot import with_reboot_remedies
+
+    if res.fits or boot is None:
+        return res
+    return with_reboot_remedies(res, now, fw, bars, buses=args.buses, port=now_port,
+                                base_params=boot.cmdline if boot is not None else None)
+
+
+def _fit_boot_json(doc: dict, boot) -> dict:
+    if boot is not None:
+        doc["after_boot"] = {"kernel_params": boot.cmdline, "kernel": boot.kernel, "changes": boot.diff.lines(),
+                             "unassigned": list(boot.unassigned)}
+    return doc
+
+
+def _fit_boot_text(boot) -> str:
+    if boot is None:
+        return ""
+    lines = [f"after a reboot with {boot.cmdline or 'no pci= parameters'} (predicted from the kernel log, Linux {boot.kernel}):"]
+    lines += [f"  {ln}" for ln in boot.diff.lines()] or ["  the layout does not change"]
+    return "\n".join(lines) + "\n"
 
 
 # ---- plans ---------------------------------------------------------------------------
@@ -782,6 +851,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the hot-added device is a bridge: a PCIe switch upstream port, a PCIe-to-PCI bridge, or one "
                         "with SHPC (implies --buses 1)")
     s.add_argument("--kernel-param", action="append", default=[], metavar="pci=...", help="boot parameters to assume in addition to the source's (repeatable)")
+    s.add_argument("--after-boot", metavar="pci=...", help="first reboot with these pci= options (predicted from the source's kernel log), then hot-add")
     s.add_argument("--sriov", metavar="PF", help="the SR-IOV physical function")
     s.add_argument("--vfs", type=int, metavar="N", help="how many VFs to enable")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -794,6 +864,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", metavar="SECTIONS", help="comma-separated: context, devices, groups, resources, drivers, links, sriov")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_diff)
+
+    s = sub.add_parser("boot", help="the next boot with other kernel parameters: layout, diff and the kernel's messages (exit 1: firmware state unknown)")
+    s.add_argument("source", nargs="?", help=SOURCE_HELP + "; its kernel log (a snapshot's dmesg.txt) gives the firmware's state")
+    s.add_argument("--kernel-param", action="append", default=[], metavar="pci=...", help="the next boot's pci= options (repeatable); omitted: the source's own, which reproduces the source")
+    s.add_argument("--kernel", choices=("6.1", "6.12"), help="the kernel to model (default: the source's)")
+    s.add_argument("--dmesg", metavar="FILE", help="the kernel log of the boot SOURCE was taken from (when SOURCE keeps none)")
+    s.add_argument("-q", "--quiet", action="store_true", help="leave out the kernel's messages")
+    s.add_argument("--json", action="store_true", help="{format, source, topology (tree --json schema), diff, ...}")
+    s.set_defaults(func=cmd_boot)
 
     s = sub.add_parser("plan", help="make and edit a plan: plan new | plan add | plan show")
     psub = s.add_subparsers(dest="plan_command", metavar="PLAN_COMMAND", required=True)

@@ -24,6 +24,7 @@ from explorer.kernel.setup import (
     parse_kernel_params,
 )
 from explorer.model import Address, Bar, BarKind, Function, Topology, Window, WindowKind
+from explorer.sources import load_source
 from explorer.sources.sysfs import load_sysfs
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -149,12 +150,18 @@ def test_fit_json_shape(unpacked):
 
 
 def test_acpi_failure_remedies_are_ranked_and_truthful(unpacked):
-    _, r = _predict(unpacked, "hotplug-acpi-default-1g")
+    o = _outcome("hotplug-acpi-default-1g")
+    # loaded as a SOURCE, so the capture's kernel log (the firmware's assignment) comes with it
+    t = load_source(str(unpacked(o["pre_capture"][: -len(".tar.gz")])))
+    bars = [(b["index"], b["type"], b["size"]) for b in o["device"]["bars"]]
+    r = fit_hotadd(t, o["port"], bars, hotplug=o["hotplug"], kernel_params=o["kernel_cmdline"])
     rem = r.remedies
-    assert any("pci=hpmmioprefsize=1G" in x and "only if the firmware leaves" in x for x in rem)
+    # the firmware programmed the port's window, so no boot parameter helps: simulated, and said so
+    assert any(x.startswith("tried at reboot, not enough: pci=hpmmioprefsize=1G..") for x in rem)
+    assert not any(x.startswith(("boot with", "fits after a reboot")) for x in rem)
     assert any("pref64-reserve=1G" in x for x in rem)
     native = [i for i, x in enumerate(rem) if "native PCIe hotplug" in x]
-    boot = [i for i, x in enumerate(rem) if x.startswith("boot with")]
+    boot = [i for i, x in enumerate(rem) if x.startswith("tried at reboot")]
     firmware = [i for i, x in enumerate(rem) if "reserve it in firmware" in x]
     assert native and boot and firmware and boot[0] < firmware[0] < native[0]
 

@@ -133,11 +133,11 @@ def _load_source(spec: str | None) -> Topology:
     if kind == "sysfs":
         from .sysfs import load_sysfs
 
-        return load_sysfs(spec, kind="sysfs", location=spec)
+        return _with_kernel_log(spec, load_sysfs(spec, kind="sysfs", location=spec))
     if kind == "snapshot":
         from .snapshot import load_snapshot
 
-        return load_snapshot(spec)
+        return _with_kernel_log(spec, load_snapshot(spec))
     if kind == "yaml":
         from .yaml_topology import load_yaml
 
@@ -145,3 +145,17 @@ def _load_source(spec: str | None) -> Topology:
     from .lspci import load_lspci
 
     return load_lspci(spec)
+
+
+def _with_kernel_log(spec: str, t: Topology) -> Topology:
+    """Attach the kernel log kept with the source (the firmware's assignment; explorer.sources.dmesg)."""
+    from ..model.firmware import attach_firmware
+    from .dmesg import load_dmesg
+
+    try:
+        fw = load_dmesg(spec)
+    except SourceError:
+        return t
+    if fw is not None:
+        attach_firmware(t, fw)
+    return t

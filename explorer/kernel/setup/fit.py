@@ -143,4 +143,8 @@ def _with_remedies(topology: Topology, port: Address, specs, buses: int, kp, shp
         return r
     rules = RULES[r.kernel] if r.kernel in RULES else RULES["6.1"]
     up = dict(r.assuming).get("bridge") == "switch"
-    return replace(r, remedies=tuple(find_remedies(topology, port, specs, buses, r.hotplug, kp, shpc, r, rules, up)))
+    r = replace(r, remedies=tuple(find_remedies(topology, port, specs, buses, r.hotplug, kp, shpc, r, rules, up)))
+    from .reboot import with_reboot_remedies  # boot-parameter remedies: simulated reboots
+
+    return with_reboot_remedies(r, topology, None, specs, buses=buses, kernel=r.kernel if r.kernel in RULES else None,
+                                shpc=shpc, base_params="pci=" + ",".join(kp.options) if kp.options else "")
