@@ -663,8 +663,13 @@ class ExplorerApp(App):
 
     def action_search_next(self) -> None:
         if self.walkthrough is not None:
-            self.action_tour_next()
-            return
+            # n moves forward: to the next step once this one is done, else through the
+            # matches of the last search.
+            step = self.walkthrough.steps[self.step_index]
+            done, _ = check_task(step.task, self.tour_state())
+            if done or not self._matches or self.tour_done:
+                self.action_tour_next()
+                return
         if self._matches:
             self._match_pos = (self._match_pos + 1) % len(self._matches)
             self.reveal(self._matches[self._match_pos])

@@ -82,6 +82,10 @@ def device_label(topology: Topology, addr: Address, analysis: Analysis | None = 
     fn = topology.functions[addr]
     label = Text()
     label.append(fn.bdf, style="bold")
+    if analysis is not None:  # right after the address, where a narrow pane still shows it
+        tr = analysis.trust.get(addr)
+        if tr is not None and tr.untrusted:
+            label.append(" UNTRUSTED", style="bold red")
     if fn.pcie_type is not None and fn.pcie_type.value in _PORT_TAGS:
         label.append(f" {_PORT_TAGS[fn.pcie_type.value]}", style="italic")
     shown = {
@@ -92,10 +96,6 @@ def device_label(topology: Topology, addr: Address, analysis: Analysis | None = 
         if kind in shown:  # removable shows as UNTRUSTED below; the VMD domain hangs under the device
             fmt, style = shown[kind]
             label.append(fmt.format(value), style=style)
-    if analysis is not None:
-        tr = analysis.trust.get(addr)
-        if tr is not None and tr.untrusted:
-            label.append(" UNTRUSTED", style="bold red")
     label.append("  ")
     label.append(names.device_name(fn) or names.class_name(fn) or "PCI function")
     if fn.vendor_device:
