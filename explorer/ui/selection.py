@@ -58,7 +58,7 @@ def hang_wrap(text: Text, width: int) -> Text:
             out.append_text(line)
             continue
         col = _value_column(plain)
-        if width - col < 24:  # a narrow pane: a small indent leaves room for the value
+        if width - col < 12:  # a narrow pane: a small indent leaves room for the value
             lead = len(plain) - len(plain.lstrip(" "))
             col = min(col, lead + 4)
         rest = line
