@@ -511,3 +511,31 @@ async def test_open_and_template_offer_pickers(size):
         await pilot.press(*"example-small", "enter")
         await settle(app, pilot)
         assert app.topology.source.location == "builtin:example-small"
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_group_row_takes_group_actions_only(size):
+    app = app_for(EGPU_LAPTOP)
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        await select(app, pilot, EGPU)
+        await pilot.press("2")
+        await settle(app, pilot)
+        tree = app.query_one(ModeTree)
+        tree.move_cursor(tree.cursor_node.parent)  # the group row above the eGPU
+        await pilot.pause()
+        await pilot.pause()
+        assert isinstance(app.selection.key, GroupKey) and app.selection.device is None
+        await pilot.press("a")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ != "AskDialog"  # one device: select it first
+        await pilot.press("A")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "AskDialog"
+        assert "whole IOMMU group" in app.screen.title_text
+        await pilot.press("enter")
+        await settle(app, pilot)
+        words = app.plan.actions[0].words()
+        assert words[0] == "assign" and "--group" in words
+        members = app.analysis.groups.groups[app.selection.key.label]
+        assert words[1] in {str(m) for m in members}
