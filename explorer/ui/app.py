@@ -272,6 +272,17 @@ class ModeTree(Tree[Any]):
     def _expanded(self, event: Tree.NodeExpanded) -> None:
         self.ensure_children(event.node)
 
+    def expand_to(self, key: Any) -> None:
+        """Expand the path to ``key`` so its row is shown, without moving the cursor."""
+        path = self.view.path_to(key) if self.view is not None else []
+        self.ensure_children(self.root)
+        for k in path[:-1]:
+            node = self._key_nodes.get(k)
+            if node is None:
+                return
+            self.ensure_children(node)
+            node.expand()
+
     def reveal(self, key: Any) -> bool:
         """Expand the path to ``key`` (populating as needed) and move the cursor there."""
         path = self.view.path_to(key) if self.view is not None else []
@@ -1124,6 +1135,8 @@ class ExplorerApp(App):
                 self.call_after_refresh(self.reveal, keep)
         tree = self.query_one(ModeTree)
         tree.set_highlight(set(step.highlight))
+        for addr in step.highlight:  # show the rows the step points at (◀), selection unchanged
+            tree.expand_to(addr)
         if step.select is not None:
             self._auto_select = step.select
             self.call_after_refresh(self.reveal, step.select)

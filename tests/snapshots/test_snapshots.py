@@ -60,6 +60,15 @@ def test_plan_with_findings(snap_compare):
 SMALL = (80, 24)
 
 
+async def _still(pilot) -> None:
+    """No blinking cursor in a snapshot (it would catch either phase)."""
+    from textual.widgets import Input
+
+    for box in pilot.app.screen.query(Input):
+        box.cursor_blink = False
+    await pilot.pause()
+
+
 async def _with_plan(pilot) -> None:
     await _prepare(pilot)
     pilot.app.reveal(GPU)
@@ -75,6 +84,7 @@ def test_help_dialog_80x24(snap_compare):
         await _prepare(pilot)
         await pilot.press("question_mark")
         await pilot.pause()
+        await _still(pilot)
 
     assert snap_compare(_app(), terminal_size=SMALL, run_before=run_before)
 
@@ -87,6 +97,7 @@ def test_assign_dialog_80x24(snap_compare):
         await pilot.pause()
         await pilot.press("a")
         await pilot.pause()
+        await _still(pilot)
 
     assert snap_compare(_app(), terminal_size=SMALL, run_before=run_before)
 
@@ -98,6 +109,7 @@ def test_export_dialog_libvirt_80x24(snap_compare):
         await pilot.pause()
         await pilot.press("down", "down")
         await pilot.pause()
+        await _still(pilot)
 
     assert snap_compare(_app(), terminal_size=SMALL, run_before=run_before)
 
@@ -107,6 +119,7 @@ def test_confirm_dialog_80x24(snap_compare):
         await _with_plan(pilot)
         await pilot.press("o")
         await pilot.pause()
+        await _still(pilot)
 
     assert snap_compare(_app(), terminal_size=SMALL, run_before=run_before)
 
@@ -116,6 +129,7 @@ def test_quit_dialog_80x24(snap_compare):
         await _with_plan(pilot)
         await pilot.press("q")
         await pilot.pause()
+        await _still(pilot)
 
     assert snap_compare(_app(), terminal_size=SMALL, run_before=run_before)
 
@@ -125,6 +139,7 @@ def test_open_picker_80x24(snap_compare):
         await _prepare(pilot)
         await pilot.press("o")
         await pilot.pause()
+        await _still(pilot)
 
     assert snap_compare(_app(), terminal_size=SMALL, run_before=run_before)
 
@@ -137,6 +152,7 @@ def test_hot_add_dialog_80x24(snap_compare):
         await pilot.pause()
         await pilot.press("h")
         await pilot.pause()
+        await _still(pilot)
 
     assert snap_compare(_app(), terminal_size=SMALL, run_before=run_before)
 
