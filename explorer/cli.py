@@ -702,7 +702,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        from textual_serve.server import Server
+        from textual_serve.server import Server  # noqa: F401  (is the web extra installed?)
     except ImportError:
         raise CliError("serving needs the web extra: pip install 'pci-explorer[web]'") from None
     import shlex
@@ -712,7 +712,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     parts = [sys.executable, "-m", "explorer", "tui"] + ([os.path.abspath(args.source) if os.path.exists(args.source) else args.source] if args.source else [])
     command = " ".join(shlex.quote(p) for p in parts)
     print(f"serving pci-explorer on http://{args.host}:{args.port}/ (ctrl+c stops)", file=sys.stderr)
-    Server(command, host=args.host, port=args.port, title="pci-explorer").serve()
+    from .ui.web import make_server  # the page loads its font from this server, not the internet
+
+    make_server(command, args.host, args.port).serve()
     return 0
 
 

@@ -81,3 +81,43 @@ def test_served_app_shows_the_tree_in_chromium(tmp_path, unpacked):
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, 9)
+
+
+def test_served_page_loads_nothing_from_the_internet():
+    """Offline, the page must still be whole: every stylesheet, script and font comes from the server."""
+    import re
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "explorer", "serve", "builtin:example-small", "--port", str(port)],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.time() + 30
+        while True:
+            try:
+                page = urllib.request.urlopen(url, timeout=2).read().decode()
+                break
+            except OSError:
+                assert time.time() < deadline, "server did not come up"
+                assert server.poll() is None, server.stderr.read().decode()
+                time.sleep(0.3)
+        refs = re.findall(r"""(?:href|src)\s*=\s*["']([^"']+)["']""", page) + re.findall(r"""url\(["']?([^"')]+)""", page)
+        assert refs
+        remote = [r for r in refs if re.match(r"(https?:)?//", r) and not r.startswith(f"http://127.0.0.1:{port}/")
+                  and "w3.org" not in r]
+        assert not remote, remote
+        fonts = [r for r in refs if r.endswith(".ttf")]
+        assert fonts, "the page names a local font"
+        for ref in refs:
+            if ref.endswith((".ttf", ".css", ".js", ".png")):
+                full = ref if ref.startswith("http") else f"http://127.0.0.1:{port}{ref}"
+                assert urllib.request.urlopen(full, timeout=5).status == 200, full
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 15)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, 9)

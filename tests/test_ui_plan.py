@@ -114,10 +114,10 @@ async def test_save_is_atomic_and_quit_asks_when_unsaved(unpacked, tmp_path):
         await pilot.press("ctrl+a", "ctrl+k", "2", "enter")
         await _settle(app, pilot)
         assert [a.words() for a in app.plan.actions] == [["sriov", "0000:01:00.0", "--vfs", "2"]]
-        # Quitting with unsaved changes asks first; "no" keeps the app.
+        # Quitting with unsaved changes asks first (save, quit, or cancel); "n" cancels.
         await pilot.press("q")
         await pilot.pause()
-        assert app.screen.__class__.__name__ == "ConfirmDialog"
+        assert app.screen.__class__.__name__ == "ChoiceDialog"
         await pilot.press("n")
         await pilot.pause()
         assert app.is_running

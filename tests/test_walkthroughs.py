@@ -131,6 +131,33 @@ def test_checks_are_pure_and_precise():
     assert not check(err, State())[0]  # an empty plan is not a finished one
 
 
+def test_a_step_is_done_only_by_what_the_user_does_in_it():
+    gpu = Address.parse("0000:01:00.0")
+    # The step opened the view itself, or the device was selected before the step began: not done.
+    view = Task("view", "open it", view="groups")
+    assert not check(view, State(view="groups", step_views=()))[0]
+    assert check(view, State(view="groups", step_views=("groups",)))[0]
+    sel = Task("select", "pick it", device=gpu)
+    assert not check(sel, State(selected=gpu, step_selected=()))[0]
+    assert check(sel, State(selected=gpu, step_selected=(gpu,)))[0]
+    # A finding left over from an earlier step's action does not count.
+    class F:
+        code, severity = "GROUP-SPLIT", "error"
+
+    class Act:
+        def words(self):
+            return ["assign", str(gpu), "--vm", "x"]
+
+    finding = Task("finding", "break it", code="GROUP-SPLIT")
+    assert not check(finding, State(actions=(Act(),), findings=(F(),), step_actions=()))[0]
+    assert check(finding, State(actions=(Act(),), findings=(F(),), step_actions=(Act(),)))[0]
+    action = Task("action", "assign it", action="assign", device=gpu)
+    assert not check(action, State(actions=(Act(),), step_actions=()))[0]
+    export = Task("export", "export it", target="libvirt")
+    assert not check(export, State(exported=("libvirt",), step_exports=()))[0]
+    assert check(export, State(exported=("libvirt",), step_exports=("libvirt",)))[0]
+
+
 def test_bad_walkthrough_file_is_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("title: x\ntopology: builtin:example-small\nsteps:\n  - title: a\n    body: b\n    task: {kind: dance, prompt: p}\n")

@@ -275,8 +275,15 @@ class BarSpec:
     size: int
     #: The BAR number, when the plan names one; else BARs are numbered in the order given.
     index: int | None = None
+    #: The user says the device works without this BAR (written ``KIND:SIZE:optional``): a
+    #: hot-add that cannot place it is a warning, not an error.
+    optional: bool = False
 
     def __str__(self) -> str:
+        return self.engine_spec() + (":optional" if self.optional else "")
+
+    def engine_spec(self) -> str:
+        """The spec as the hot-add engine reads it (without the optional mark)."""
         pre = f"{self.index}:" if self.index is not None else ""
         return f"{pre}{self.kind.value}:{format_size(self.size)}"
 
@@ -366,7 +373,7 @@ USAGE = {
     "sriov": "sriov PF --vfs N [--driver NAME]",
     "mdev": "mdev PARENT --type TYPE [--count N] [--vm NAME]",
     "mdev-remove": "mdev-remove UUID",
-    "hot-add": "hot-add PORT --bar KIND:SIZE ... [--buses N] [--hotplug acpi|native|shpchp]",
+    "hot-add": "hot-add PORT --bar KIND:SIZE[:optional] ... [--buses N] [--hotplug acpi|native|shpchp]",
     "hot-remove": "hot-remove BDF",
     "trust": "trust PORT --external|--internal",
     "kernel-param": "kernel-param NAME=VALUE",
@@ -406,6 +413,9 @@ def parse_bar(text: str, field_name: str = "bar") -> BarSpec:
     (explorer.kernel.setup.parse_bar_spec), so a plan accepts exactly what ``fit`` does."""
     from ..kernel.setup import parse_bar_spec
 
+    optional = False
+    if text.lower().endswith(":optional"):
+        text, optional = text[: -len(":optional")], True
     parts = text.split(":")
     if len(parts) not in (2, 3):
         raise ActionError(f"expected KIND:SIZE or INDEX:KIND:SIZE (e.g. pref64:1G), got {text!r}", field_name)
@@ -420,7 +430,7 @@ def parse_bar(text: str, field_name: str = "bar") -> BarSpec:
         spec = parse_bar_spec(text)
     except ValueError as e:
         raise ActionError(str(e), field_name) from None
-    return BarSpec(kind, spec.size, spec.index)
+    return BarSpec(kind, spec.size, spec.index, optional)
 
 
 def parse_kernel_param(text: Any, field_name: str = "param") -> KernelParam:

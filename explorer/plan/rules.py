@@ -215,7 +215,7 @@ def _vfio_targets(sim: Simulation) -> Iterator[tuple[Address, Function, int]]:
             yield addr, fn, index
 
 
-@rule("assign-driver", ("ASSIGN-DRIVER", "DOUBLE-ASSIGN"),
+@rule("assign-driver", ("ASSIGN-DRIVER", "DOUBLE-ASSIGN", "ASSIGN-TWICE"),
       "a device given to a VM ends on vfio-pci, and is given to one VM only",
       "drivers/vfio/pci/vfio_pci.c vfio_pci_probe; drivers/iommu/iommu.c iommu_device_claim_dma_owner (one owner)")
 def rule_assign(ctx: Context) -> Iterator[Finding]:
@@ -232,6 +232,12 @@ def rule_assign(ctx: Context) -> Iterator[Finding]:
             yield ctx.finding("DOUBLE-ASSIGN", ERROR, f"{addr} is given to {len(vms)} VMs: {', '.join(repr(v) for v in vms)}",
                               [addr], "drivers/iommu/iommu.c iommu_device_claim_dma_owner (a second owner gets -EPERM)",
                               lst[-1][1])
+        elif len({j for _, j in lst}) > 1:
+            steps = sorted({j + 1 for _, j in lst})
+            yield ctx.finding("ASSIGN-TWICE", WARNING,
+                              f"{addr} is given to VM {vms[0]!r} by {len(steps)} actions ({', '.join(map(str, steps))}): "
+                              "one is enough (an assign with --group also covers each member)",
+                              [addr], "", lst[-1][1])
         if not (isinstance(fn.driver, str) and fn.driver in VFIO_DRIVERS):
             yield ctx.finding("ASSIGN-DRIVER", ERROR,
                               f"{addr} is given to VM {lst[-1][0]!r} but the plan leaves it on {fn.driver if isinstance(fn.driver, str) else 'no driver'}: "
@@ -279,7 +285,10 @@ def rule_vmd(ctx: Context) -> Iterator[Finding]:
     owners = sim.index.vmd_owner
     if not owners:
         return
+    seen: set[Address] = set()  # one finding per device, whether a bind or an assign put it on vfio
     for addr, index in list(sim.driver_action.items()) + [(a, lst[-1][1]) for a, lst in sim.assignments.items()]:
+        if addr in seen:
+            continue
         owner = owners.get(addr.domain)
         if owner is None:
             continue
@@ -289,6 +298,7 @@ def rule_vmd(ctx: Context) -> Iterator[Finding]:
         if sim.vm_of(addr) is not None or (isinstance(fn.driver, str) and fn.driver in VFIO_DRIVERS):
             ovm = sim.vm_of(owner)
             if ovm is None or ovm != sim.vm_of(addr):
+                seen.add(addr)
                 yield ctx.finding(
                     "VMD-CHILD", ERROR,
                     f"{addr} sits in VMD domain {addr.domain:04x} owned by {owner}: its DMA carries {owner}'s requester ID, "
@@ -907,7 +917,8 @@ def _hot_add_fit(ctx: Context, port: Function, action: Any, i: int) -> Iterator[
     br = port.bridge
     if not present(br):
         return
-    bars = tuple(str(b) for b in action.bars)
+    bars = tuple(b.engine_spec() for b in action.bars)
+    optional = [(b.kind.value, b.size) for b in action.bars if b.optional]
     res = None
     try:
         from ..kernel.context import resolve_context
@@ -928,23 +939,40 @@ def _hot_add_fit(ctx: Context, port: Function, action: Any, i: int) -> Iterator[
         failed = [r for r in cases if not r.fits]
         texts = []
         bus_fail = False
+        severe = False
         for r in cases:
             label = _case_label(r, single=len(cases) == 1)
             if r.fits:
                 where = ", ".join(f"BAR {o.index} at {o.start:#x}" for o in r.bars if o.start is not None)
                 texts.append(f"{label}: fits" + (f" ({where})" if where else ""))
                 continue
-            bad = [b.reason for b in r.bars if not b.assigned]
+            unplaced = [b for b in r.bars if not b.assigned]
+            bad = [b.reason for b in unplaced]
+            # What the kernel does to the device decides the severity: a BAR it cannot place
+            # stays unassigned and the driver's probe fails on it (pci_enable_resources:
+            # "not claimed; can't enable device"), so that is an error, in whichever hotplug
+            # mode it happens, unless the user marked that BAR optional.
+            left = list(optional)
+            required = []
+            for b in unplaced:
+                if (b.kind, b.size) in left:
+                    left.remove((b.kind, b.size))
+                else:
+                    required.append(b)
             nb = r.new_bridge
             bus_fail = bus_fail or (nb is not None and not nb.bus_assigned)
             why = "; ".join(bad + ([nb.reason] if nb is not None and not nb.bus_assigned else [])) or "; ".join(r.messages)
             fix = "; ".join(r.remedies)
+            case_bus_fail = nb is not None and not nb.bus_assigned
+            severe = severe or bool(required) or case_bus_fail or not unplaced
             texts.append(f"{label}: {why}" + (f" (remedies: {fix})" if fix else ""))
         text = f"hot-add at {action.port}: " + " | ".join(texts)
         if res.possibilities:
             text += (" -- the outcome depends on what the source does not say; the worst case counts "
                      "(say which with plan add hot-add ... --hotplug acpi|native)")
-        yield ctx.finding("HOTADD-BUS" if bus_fail else "HOTADD-FIT", ERROR if failed else WARNING, text,
+        if failed and not severe:
+            text += "; only BARs marked optional are left unplaced"
+        yield ctx.finding("HOTADD-BUS" if bus_fail else "HOTADD-FIT", ERROR if failed and severe else WARNING, text,
                           [action.port], kern, i)
         return
     # Fallback: ACPI hotplug never resizes a window: each BAR needs a free aligned hole in the
@@ -1039,10 +1067,18 @@ def rule_hot_remove(ctx: Context) -> Iterator[Finding]:
         if used_later or used_before:
             yield ctx.finding("HOTREMOVE-IN-USE", ERROR, f"hot-removing {dev} takes {_devs(used_later + used_before)}, which the plan gives to a VM",
                               [dev] + used_later + used_before, kern, index)
-        drivers = [a for a in sub if (f := sim.base.functions.get(a)) is not None and is_host_driver(f.driver)]
+        # The driver each device has when the removal runs: earlier actions of the plan may
+        # already have given it to vfio-pci (bind, assign, or a whole group assigned).
+        def driver_then(a: Address) -> object:
+            if a in used_before:
+                return "vfio-pci"
+            return _driver_before(sim, a, index)
+
+        drivers = [a for a in sub if sim.base.functions.get(a) is not None and is_host_driver(driver_then(a))]
         if drivers:
             yield ctx.finding("HOTREMOVE-IN-USE", WARNING,
-                              f"hot-removing {dev} unbinds host drivers from {', '.join(ctx.label(a) for a in drivers)}",
+                              f"hot-removing {dev} unbinds host drivers from "
+                              f"{', '.join(f'{a} ({driver_then(a)})' for a in drivers)}",
                               [dev] + drivers, kern, index)
 
 

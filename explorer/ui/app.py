@@ -9,27 +9,36 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
+from textual.command import DiscoveryHit
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, LoadingIndicator, OptionList, Static, Tree
 from textual.widgets.option_list import Option
 
 from ..model import Address, AddressError, Topology, names
-from .dialogs import AskDialog, ConfirmDialog, ExportDialog
+from .dialogs import AskDialog, ChoiceDialog, ConfirmDialog, ExportDialog, HelpDialog, PickDialog, SourceSuggester
+from .selection import Selection, hang_wrap
 from .views import VIEW_TYPES, Analysis, GroupKey
 from .walkthrough import State as TourState
 from .walkthrough import Walkthrough, check as check_task
 
 HELP_TEXT = """\
-pci-explorer: keys
-
-  1 / t      topology view: domains, root ports, switches, bridges, devices
-  2 / g      IOMMU groups view: predicted groups, checked against the kernel's
-  3 / u      trust view: external-facing ports and untrusted devices, and the cost
-  4 / r      resources view: bus numbers, windows (used, free, largest aligned block), SR-IOV headroom
-  /          search by address, name, vendor:device or driver (enter: go, escape: back)
+Views (the selected device stays selected in each):
+  1 / t      topology: domains, root ports, switches, bridges, devices
+  2 / g      IOMMU groups: members, [vendor:device], driver, and whether a
+             group can be passed through alone
+  3 / u      trust: external-facing ports and untrusted devices, and the cost
+  4 / r      resources: bus numbers, windows (size, free, largest aligned
+             block), each device's BARs, SR-IOV headroom
+  /          search: address, name, vendor:device, driver, class, group
+             ("group 15"), tags (untrusted, external-facing, hotplug,
+             removable) and planned changes (a VM name, vfio-pci, remove)
   n          next search match
+
+The tree:
+  up/down    move            right / left  expand / collapse (or parent)
+  enter      expand or collapse              E   expand everything below
+  P          show only the path to the selected device (again: show all)
 
 Planning (on the selected device; the plan is validated in the background):
   b          bind to vfio-pci            B   bind its whole IOMMU group
@@ -41,28 +50,24 @@ Planning (on the selected device; the plan is validated in the background):
   z / y      undo / redo                 f   jump to the next finding
   e          export the plan (refused while it has errors)
   s          save the plan               o   open another source
-  enter      expand or collapse the selected node
   ctrl+p     command palette: every action and a device search
   ?          this help
-  q          quit
+  q          quit (offers to save an unsaved plan)
 
-The details pane follows the cursor: every fact the source gave, 'unknown' where it
-did not, why the device's IOMMU group is what it is, and what its trust costs.
+Planned changes show right after the device's address (a VM name, a driver,
+"remove", ...); the plan and its findings sit below the tree.
+
+Walkthroughs: n next step, p previous step, l leave the guide.
+
+The details pane follows the cursor: every fact the source gave, 'unknown'
+where it did not, why the device's IOMMU group is what it is, and what its
+trust costs.
 """
 
 
-class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    #help { width: 90; height: auto; border: round $accent; background: $surface; padding: 1 2; }
-    """
-
-    def compose(self) -> ComposeResult:
-        yield Static(Text(HELP_TEXT), id="help")
-
-    def action_dismiss(self) -> None:  # type: ignore[override]
-        self.dismiss(None)
+#: The help dialog (kept under its old name for callers).
+def HelpScreen() -> HelpDialog:  # noqa: N802
+    return HelpDialog(HELP_TEXT)
 
 
 #: Every action of the app, for the command palette: (title, action, help).
@@ -81,6 +86,8 @@ ACTION_COMMANDS = (
     ("plan: hot-add a device below the selected port", "plan_hot_add", "h"),
     ("plan: hot-add a device from a bundled machine below the selected port", "plan_hot_add_template", "H"),
     ("plan: hot-remove the selected device", "plan_hot_remove", "x"),
+    ("tree: expand everything below the selected row", "expand_all", "E"),
+    ("tree: show only the path to the selected device", "path_only", "P"),
     ("plan: undo", "undo", "z"),
     ("plan: redo", "redo", "y"),
     ("plan: next finding", "next_finding", "f"),
@@ -96,7 +103,7 @@ ACTION_COMMANDS = (
 
 
 class DeviceSearch(Provider):
-    """Palette search over devices: address, name, vendor:device, driver."""
+    """Palette search over devices: address, name, vendor:device, driver, tags."""
 
     async def search(self, query: str) -> Hits:
         app = self.app
@@ -106,10 +113,21 @@ class DeviceSearch(Provider):
         for addr, text in app.search_index:
             score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), lambda a=addr: app.reveal(a), help="go to this device")
+                # Below the actions: "assign" should offer the action before a device whose
+                # name happens to match.
+                yield Hit(score * 0.5, matcher.highlight(text), lambda a=addr: app.reveal(a), help="go to this device")
 
 
 class ActionCommands(Provider):
+    """Every action of the app; listed when the palette opens empty."""
+
+    async def discover(self) -> Hits:
+        app = self.app
+        if not isinstance(app, ExplorerApp):
+            return
+        for title, action, help_text in ACTION_COMMANDS:
+            yield DiscoveryHit(title, lambda a=action: app.run_action(a), help=f"key {help_text}" if len(help_text) <= 2 else help_text)
+
     async def search(self, query: str) -> Hits:
         app = self.app
         if not isinstance(app, ExplorerApp):
@@ -122,7 +140,18 @@ class ActionCommands(Provider):
 
 
 class ModeTree(Tree[Any]):
-    """A tree over one view; children are created only when a node is first expanded."""
+    """A tree over one view; children are created only when a node is first expanded.
+
+    Rows never scroll sideways: a long name is cut at the pane's edge, and what the plan
+    does to a device sits right after its address, where it is seen.
+    """
+
+    BINDINGS = [
+        Binding("right", "expand_or_child", "Expand", show=False),
+        Binding("left", "collapse_or_parent", "Collapse", show=False),
+    ]
+    #: Expanding everything stops after this many rows (a 100k-function machine stays usable).
+    EXPAND_LIMIT = 3000
 
     def __init__(self, **kw: Any) -> None:
         super().__init__("machine", **kw)
@@ -135,18 +164,66 @@ class ModeTree(Tree[Any]):
         self.marks: dict[Any, str] = {}
         #: Devices a walkthrough step points at.
         self.highlighted: set[Any] = set()
+        #: When set: only the path to this device (and what is below it) is shown.
+        self.only: Any = None
+        self._only_path: set[Any] = set()
 
     def make_label(self, key: Any) -> Text:
         label = self.view.label(key)
         mark = self.marks.get(key)
-        if mark or key in self.highlighted:
-            label = label.copy()
+        look = key in self.highlighted
+        if not (mark or look):
+            return label
+        head = str(key)
+        n = len(head) if label.plain.startswith(head) else 0
+        out = label[:n]
+        if look:
+            out.stylize("reverse", 0, n)
+            out.append(" ◀", style="bold yellow")
         if mark:
-            label.append(f"  ◆ {mark}", style="bold cyan")
-        if key in self.highlighted:
-            label.stylize("reverse", 0, len(key.__str__()))
-            label.append("  ◀ look here", style="bold yellow")
-        return label
+            out.append(f" ◆ {mark}", style="bold cyan")
+        out.append_text(label[n:])
+        return out
+
+    def action_expand_or_child(self) -> None:
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.allow_expand and not node.is_expanded:
+            self.ensure_children(node)
+            node.expand()
+        elif node.children:
+            self.move_cursor(node.children[0])
+
+    def action_collapse_or_parent(self) -> None:
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.is_expanded and node.children:
+            node.collapse()
+        elif node.parent is not None and node.parent is not self.root:
+            self.move_cursor(node.parent)
+
+    def expand_all(self, node: Any = None) -> int:
+        """Expand every row below ``node`` (the root: the whole tree), up to EXPAND_LIMIT rows."""
+        node = node or self.root
+        count = 0
+        todo = [node]
+        while todo and count < self.EXPAND_LIMIT:
+            n = todo.pop(0)
+            if n is not self.root and not n.allow_expand:
+                continue
+            self.ensure_children(n)
+            n.expand()
+            count += len(n.children)
+            todo.extend(n.children)
+        return count
+
+    def show_only(self, key: Any) -> None:
+        """Show only the path from the top to ``key`` (None: everything again)."""
+        self.only = key
+        self._only_path = set(self.view.path_to(key)) if key is not None and self.view is not None else set()
+        self.set_view(self.view)
 
     def set_highlight(self, keys: set[Any]) -> None:
         changed = keys ^ self.highlighted
@@ -169,9 +246,11 @@ class ModeTree(Tree[Any]):
         self.clear()
         self._populated = set()
         self._key_nodes = {}
+        if self.only is not None and not self.view.path_to(self.only):
+            self.only, self._only_path = None, set()
         self.ensure_children(self.root)
         for child in list(self.root.children)[:64]:
-            if view.name != "groups":
+            if self.only is None or child.data in self._only_path:
                 self.ensure_children(child)
                 child.expand()
         self.root.expand()
@@ -182,13 +261,27 @@ class ModeTree(Tree[Any]):
         if marker in self._populated or self.view is None:
             return
         self._populated.add(marker)
-        for child in self.view.children(None if node is self.root else key):
+        kids = self.view.children(None if node is self.root else key)
+        if self.only is not None and (node is self.root or (key in self._only_path and key != self.only)):
+            kids = [k for k in kids if k in self._only_path]
+        for child in kids:
             n = node.add(self.make_label(child), data=child, allow_expand=self.view.has_children(child))
             self._key_nodes[child] = n
 
     @on(Tree.NodeExpanded)
     def _expanded(self, event: Tree.NodeExpanded) -> None:
         self.ensure_children(event.node)
+
+    def expand_to(self, key: Any) -> None:
+        """Expand the path to ``key`` so its row is shown, without moving the cursor."""
+        path = self.view.path_to(key) if self.view is not None else []
+        self.ensure_children(self.root)
+        for k in path[:-1]:
+            node = self._key_nodes.get(k)
+            if node is None:
+                return
+            self.ensure_children(node)
+            node.expand()
 
     def reveal(self, key: Any) -> bool:
         """Expand the path to ``key`` (populating as needed) and move the cursor there."""
@@ -208,6 +301,30 @@ class ModeTree(Tree[Any]):
         # Lines are rebuilt on the next refresh; move the cursor once the node has one.
         self.call_after_refresh(self.move_cursor, node)
         return True
+
+
+def _bundled() -> list[tuple[str, str]]:
+    """The bundled machines (builtin:NAME) with their one-line descriptions."""
+    import yaml
+
+    from ..sources import builtin_dir, builtin_names
+
+    out = []
+    for name in builtin_names():
+        desc = ""
+        try:
+            with open(builtin_dir() / f"{name}.yaml", encoding="utf-8") as f:
+                for line in f:
+                    if line.startswith("description:"):
+                        try:
+                            desc = str(yaml.safe_load(line)["description"])
+                        except (yaml.YAMLError, KeyError, TypeError):
+                            desc = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+        out.append((name, desc))
+    return out
 
 
 class TopologyLoaded(Message):
@@ -236,31 +353,37 @@ class ExplorerApp(App):
     COMMANDS = App.COMMANDS | {DeviceSearch, ActionCommands}
     CSS = """
     #main { height: 1fr; }
-    ModeTree { width: 3fr; border: round $primary; }
-    #details-pane { width: 2fr; border: round $secondary; }
+    ModeTree { width: 3fr; border: round $primary; overflow-x: hidden; }
+    #side { width: 2fr; }
+    #details-pane { height: 2fr; border: round $secondary; scrollbar-size-vertical: 1; }
     #details { padding: 0 1; }
     #search { dock: top; display: none; }
     #search.-visible { display: block; }
     LoadingIndicator { height: 3; }
-    #plan-panel { height: 12; display: none; }
+    #plan-panel { height: 30%; min-height: 6; max-height: 14; display: none; }
     #plan-panel.-visible { display: block; }
     #plan-list { width: 2fr; height: 100%; border: round $primary; }
     #findings { width: 3fr; height: 100%; border: round $warning; }
-    #tour { dock: right; width: 52; border: round $accent; padding: 0 1; display: none; }
+    #tour { height: 3fr; min-height: 6; border: round $accent; padding: 0 1; display: none; }
     #tour.-visible { display: block; }
+    #main.-tour ModeTree { width: 1fr; }
+    #main.-tour #side { width: 1fr; }
+    Footer { height: 1; }
     """
     BINDINGS = [
         Binding("q", "request_quit", "Quit"),
-        Binding("1,t", "view('topology')", "Topology", key_display="1"),
-        Binding("2,g", "view('groups')", "Groups", key_display="2"),
-        Binding("3,u", "view('trust')", "Trust", key_display="3"),
-        Binding("4,r", "view('resources')", "Resources", key_display="4"),
+        Binding("1,t", "view('topology')", "Topology", key_display="1", show=False),
+        Binding("2,g", "view('groups')", "Groups", key_display="2", show=False),
+        Binding("3,u", "view('trust')", "Trust", key_display="3", show=False),
+        Binding("4,r", "view('resources')", "Resources", key_display="4", show=False),
         Binding("slash", "search", "Search", key_display="/"),
         Binding("n", "search_next", "Next match", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("escape", "close_search", "Back", show=False),
         Binding("b", "plan_bind(False)", "vfio-pci", show=False),
         Binding("B", "plan_bind(True)", "Group to vfio-pci", show=False),
+        Binding("E", "expand_all", "Expand all", show=False),
+        Binding("P", "path_only", "Path only", show=False),
         Binding("a", "plan_assign(False)", "Assign"),
         Binding("A", "plan_assign(True)", "Assign group", show=False),
         Binding("v", "plan_sriov", "VFs", show=False),
@@ -272,7 +395,7 @@ class ExplorerApp(App):
         Binding("y", "redo", "Redo", show=False),
         Binding("f", "next_finding", "Next finding", show=False),
         Binding("e", "export", "Export"),
-        Binding("s,ctrl+s", "save", "Save"),
+        Binding("s,ctrl+s", "save", "Save", key_display="s"),
         Binding("o", "open_source", "Open", show=False),
         Binding("p", "tour_back", "Back", show=False),
         Binding("l", "tour_leave", "Leave guide", show=False),
@@ -310,9 +433,20 @@ class ExplorerApp(App):
         self.last_vm = "vm1"
         self.analysis: Analysis | None = None
         self.view_name = "topology"
-        self.selected: Any = None
+        #: The one selection every view and key shares.
+        self.selection = Selection()
         self._matches: list[Address] = []
         self._match_pos = 0
+        self._details_text = Text("")
+        #: Walkthrough bookkeeping: what the user did since the current step began.
+        self._step_log: dict[str, list[Any]] = {"views": [], "selected": [], "exports": []}
+        self._step_actions_start = 0
+        self._auto_select: Any = None
+
+    @property
+    def selected(self) -> Any:
+        """What the user sees selected: its device, else the row itself."""
+        return self.selection.device if self.selection.device is not None else self.selection.key
 
     # ---- layout and loading --------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -320,10 +454,11 @@ class ExplorerApp(App):
         yield Input(placeholder="search: address, name, vendor:device or driver", id="search")
         with Horizontal(id="main"):
             yield ModeTree(id="tree")
-            with VerticalScroll(id="details-pane"):
-                yield Static(Text("Select a device to see every fact about it."), id="details")
-        with VerticalScroll(id="tour"):
-            yield Static(Text(""), id="tour-text")
+            with Vertical(id="side"):
+                with VerticalScroll(id="tour"):
+                    yield Static(Text(""), id="tour-text")
+                with VerticalScroll(id="details-pane"):
+                    yield Static(Text("Loading…"), id="details")
         with Horizontal(id="plan-panel"):
             yield OptionList(id="plan-list")
             yield OptionList(id="findings")
@@ -336,7 +471,7 @@ class ExplorerApp(App):
         if self.topology is not None:
             self._install(self.topology)
         else:
-            self.query_one("#details", Static).update(Text(f"Loading {self.source_spec or 'this machine'}…"))
+            self.show_details(Text(f"Loading {self.source_spec or 'this machine'}…"))
             self.mount(LoadingIndicator(id="loading"), before=self.query_one("#main"))
             self._load()
 
@@ -359,11 +494,26 @@ class ExplorerApp(App):
     def on_load_failed(self, message: LoadFailed) -> None:
         for w in self.query("#loading"):
             w.remove()
-        self.query_one("#details", Static).update(Text(f"Could not load: {message.error}", style="bold red"))
+        self.show_details(Text(f"Could not load: {message.error}", style="bold red"))
+
+    def show_details(self, text: Text) -> None:
+        """Put text in the details pane, wrapped so "label  value" columns stay aligned."""
+        self._details_text = text
+        pane = self.query_one("#details-pane")
+        # The pane's width less its border, the text's padding and the scrollbar.
+        width = pane.size.width - 2 - 2 - 2
+        self.query_one("#details", Static).update(hang_wrap(text, width) if width > 0 else text)
+
+    @property
+    def details_text(self) -> Text:
+        """What the details pane shows, before it is wrapped to the pane's width."""
+        return self._details_text
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(lambda: self.show_details(self._details_text))
 
     def _install(self, topology: Topology) -> None:
         self.topology = topology
-        self.query_one("#details", Static).update(Text("Select a device to see every fact about it."))
         self.analysis = Analysis(topology)
         src = topology.source
         from ..export.topology import context_summary
@@ -374,46 +524,140 @@ class ExplorerApp(App):
 
             self.analysis.comparison = Comparison(self.compare, topology)
             self.sub_title += f"; {self.analysis.comparison.summary()}"
-        self.search_index = [
-            (fn.address, " ".join(x for x in (fn.bdf, names.short_name(fn), fn.vendor_device or "", fn.driver if isinstance(fn.driver, str) else "") if x))
-            for fn in topology
-        ]
+        self._build_search_index()
         self._set_view(self.view_name)
         self.query_one(ModeTree).focus()
+        self.call_after_refresh(self._sync_selection)
         if self.plan is not None:
             self._plan_changed()
         if self.walkthrough is not None:
             self.query_one("#tour").add_class("-visible")
+            self.query_one("#main").add_class("-tour")
             self.call_after_refresh(self._start_step)
 
+    def _build_search_index(self) -> None:
+        """Search text per device: address, name, IDs, driver, class, group, tags and the plan's marks."""
+        from ..export.topology import device_badges
+
+        t = self.topology
+        if t is None or self.analysis is None:
+            self.search_index = []
+            return
+        marks = self._plan_marks() if self.plan is not None else {}
+        trust = self.analysis.trust
+        group_of = self.analysis.groups.group_of
+        index = []
+        for fn in t:
+            words = [fn.bdf, names.short_name(fn), fn.vendor_device or "", names.class_name(fn) or ""]
+            if isinstance(fn.driver, str):
+                words.append(fn.driver)
+            groups = {group_of.get(fn.address)}
+            for kind, value in device_badges(fn):
+                if kind == "group":
+                    groups.add(value)
+                elif kind in ("hotplug", "removable", "external-facing", "vf"):
+                    words.append(kind)
+            words += [f"group {g} g{g}" for g in sorted(x for x in groups if x is not None)]
+            tr = trust.get(fn.address)
+            if tr is not None and tr.untrusted:
+                words.append("untrusted")
+            if fn.address in marks:
+                words.append(marks[fn.address])
+            index.append((fn.address, " ".join(w for w in words if w)))
+        self.search_index = index
+
     # ---- views ---------------------------------------------------------------------
+    VIEW_KEYS = {"topology": "1", "groups": "2", "trust": "3", "resources": "4"}
+
+    def _tree_title(self) -> None:
+        tree = self.query_one(ModeTree)
+        if tree.view is None:
+            return
+        tabs = " ".join(f"{k} {VIEW_TYPES[n].title.split()[0]}" for n, k in self.VIEW_KEYS.items() if n != self.view_name)
+        only = f" (path to {tree.only} only; P: all)" if tree.only is not None else ""
+        tree.border_title = f"{self.VIEW_KEYS[self.view_name]} {tree.view.title}{only}"
+        tree.border_subtitle = tabs
+
     def _set_view(self, name: str) -> None:
         if self.analysis is None:
             return
         self.view_name = name
         view = VIEW_TYPES[name](self.analysis)
         tree = self.query_one(ModeTree)
-        tree.border_title = view.title
         tree.set_view(view)
+        self._tree_title()
         self._refresh_tour()
 
     def action_view(self, name: str) -> None:
-        if self.analysis is None or name == self.view_name:
+        if self.analysis is None:
             return
-        keep = self.selected if isinstance(self.selected, Address) else None
+        self._step_log["views"].append(name)
+        if name == self.view_name:
+            self._refresh_tour()
+            return
+        keep = self.selection.device
         self._set_view(name)
-        if keep is not None:
-            self.call_after_refresh(self.reveal, keep)
+        if keep is None or not self.reveal(keep, focus=False):
+            self.call_after_refresh(self._sync_selection)
+
+    def _cursor_into_view(self) -> None:
+        """After the tree changed size (the plan panel opened), keep the selected row on screen."""
+        tree = self.query_one(ModeTree)
+        if tree.cursor_line >= 0:
+            tree.scroll_to_line(tree.cursor_line, animate=False)
+
+    def _sync_selection(self) -> None:
+        """The selection is the row under the cursor (after the tree was rebuilt)."""
+        tree = self.query_one(ModeTree)
+        node = tree.cursor_node
+        if node is None and tree.root.children:
+            node = tree.root.children[0]
+            tree.move_cursor(node)
+        if node is not None and node.data is not None:
+            self._select_key(node.data)
+
+    def _select_key(self, key: Any) -> None:
+        tree = self.query_one(ModeTree)
+        if tree.view is None:
+            return
+        device = tree.view.device_of(key)
+        self.selection.set(key, device, self.view_name)
+        self.show_details(tree.view.details(key))
+        if self._auto_select is not None and (key == self._auto_select or device == self._auto_select):
+            self._auto_select = None
+        elif device is not None:
+            self._step_log["selected"].append(device)
+        self._refresh_tour()
 
     @on(Tree.NodeHighlighted)
     def _highlighted(self, event: Tree.NodeHighlighted) -> None:
         key = event.node.data
+        tree = event.node.tree
+        if key is None or not isinstance(tree, ModeTree) or not tree.is_attached or tree.view is None or tree._key_nodes.get(key) is not event.node:
+            return  # a row of a view that has since been replaced
+        self._select_key(key)
+
+    def action_expand_all(self) -> None:
         tree = self.query_one(ModeTree)
-        if key is None or tree.view is None:
-            return
-        self.selected = key
-        self.query_one("#details", Static).update(tree.view.details(key))
-        self._refresh_tour()
+        node = tree.cursor_node
+        n = tree.expand_all(node if node is not None and node.allow_expand else None)
+        if n >= tree.EXPAND_LIMIT:
+            self.notify(f"Expanded the first {tree.EXPAND_LIMIT} rows; select a smaller subtree for the rest.", markup=False)
+
+    def action_path_only(self) -> None:
+        tree = self.query_one(ModeTree)
+        if tree.only is not None:
+            keep = self.selection.device
+            tree.show_only(None)
+        else:
+            keep = self.selection.device
+            if keep is None:
+                self.notify("Select a device first: P shows only the path to it.", severity="warning", markup=False)
+                return
+            tree.show_only(keep)
+        self._tree_title()
+        if keep is not None:
+            self.reveal(keep)
 
     # ---- search --------------------------------------------------------------------
     def action_search(self) -> None:
@@ -440,14 +684,21 @@ class ExplorerApp(App):
 
     def action_search_next(self) -> None:
         if self.walkthrough is not None:
-            self.action_tour_next()
-            return
+            # n moves forward: to the next step once this one is done, else through the
+            # matches of the last search.
+            step = self.walkthrough.steps[self.step_index]
+            done, _ = check_task(step.task, self.tour_state())
+            if done or not self._matches or self.tour_done:
+                self.action_tour_next()
+                return
         if self._matches:
             self._match_pos = (self._match_pos + 1) % len(self._matches)
             self.reveal(self._matches[self._match_pos])
 
     def find(self, query: str) -> list[Address]:
-        """Devices matching an address (full or partial), vendor:device, driver or name."""
+        """Devices matching an address (full or partial), vendor:device, driver, name, class,
+        group ("group 15"), a tag (untrusted, external-facing, hotplug, removable) or what the
+        plan does to them (a VM name, vfio-pci, remove)."""
         q = query.strip().lower()
         if not q or self.topology is None:
             return []
@@ -457,26 +708,49 @@ class ExplorerApp(App):
                 return [exact]
         except AddressError:
             pass
-        return [addr for addr, text in self.search_index if q in text.lower()]
+        import re
 
-    def reveal(self, addr: Address) -> bool:
+        pattern = re.compile(r"(?<![\w-])" + re.escape(q) + r"(?![\w-])") if q.startswith(("group ", "g")) and q[-1].isdigit() else None
+        out = []
+        for addr, text in self.search_index:
+            low = text.lower()
+            if (pattern.search(low) if pattern is not None else q in low):
+                out.append(addr)
+        return out
+
+    def reveal(self, addr: Address, *, focus: bool = True) -> bool:
         tree = self.query_one(ModeTree)
         ok = tree.reveal(addr)
-        if ok:
+        if not ok and tree.only is not None:
+            tree.show_only(None)  # the device is outside the path being shown: show everything
+            self._tree_title()
+            ok = tree.reveal(addr)
+        if ok and focus:
             tree.focus()
         return ok
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpDialog(HELP_TEXT))
 
     # ---- planning ------------------------------------------------------------------
     def _selected_address(self) -> Address | None:
-        return self.selected if isinstance(self.selected, Address) else None
+        return self.selection.device
 
-    def _need_device(self) -> Address | None:
-        addr = self._selected_address()
+    def _need_device(self, *, group: bool = False) -> Address | None:
+        """The device the selected row stands for; a group row stands for its group when the
+        action takes a whole group."""
+        addr = self.selection.device
+        key = self.selection.key
+        if addr is None and group and isinstance(key, GroupKey) and self.analysis is not None:
+            members = self.analysis.groups.groups.get(key.label, ())
+            addr = members[0] if members else None
         if addr is None:
-            self.notify("Select a device first.", severity="warning", markup=False)
+            if isinstance(key, GroupKey):
+                self.notify(f"{key} is selected: A or B act on the whole group; select one of its devices for a, b, v, m, h or x.",
+                            severity="warning", markup=False)
+            else:
+                self.notify(f"{key if key is not None else 'Nothing'} is selected, not a device: move to a device first.",
+                            severity="warning", markup=False)
         return addr
 
     def _ensure_plan(self) -> Any:
@@ -575,10 +849,13 @@ class ExplorerApp(App):
         plist.clear_options()
         actions = self.plan.actions if self.plan is not None else ()
         plist.border_title = f"Plan: {len(actions)} action(s){' (unsaved)' if self.dirty else ''}"
+        plist.border_subtitle = "z undo · e export · s save"
         for i, act in enumerate(actions):
             plist.add_option(Option(Text(f"{i + 1}. {' '.join(act.words())}"), id=f"a{i}"))
         self.query_one("#findings", OptionList).border_title = "Findings: checking…"
         self.query_one(ModeTree).set_marks(self._plan_marks())
+        self._build_search_index()
+        self.call_after_refresh(self._cursor_into_view)
         self._validate(self.plan, self.topology, self.revision)
 
     @work(thread=True, exclusive=True, group="validate", exit_on_error=False)
@@ -623,7 +900,7 @@ class ExplorerApp(App):
             self.reveal(self.findings[nxt].devices[0])
 
     def action_plan_bind(self, group: bool) -> None:
-        addr = self._need_device()
+        addr = self._need_device(group=group)
         if addr is not None:
             self.add_action(["bind", str(addr), "--driver", "vfio-pci", *(["--group"] if group else [])])
 
@@ -640,7 +917,7 @@ class ExplorerApp(App):
 
             self.push_screen(AskDialog(f"Give mdev {uuid} to which VM?", "A VM name (letters, digits, . _ + -).", self.last_vm), give)
             return
-        addr = self._need_device()
+        addr = self._need_device(group=group)
         if addr is None:
             return
 
@@ -650,7 +927,9 @@ class ExplorerApp(App):
                 self.add_action(["assign", str(addr), "--vm", vm, *(["--group"] if group else [])])
 
         what = f"the whole IOMMU group of {addr}" if group else str(addr)
-        self.push_screen(AskDialog(f"Assign {what} to which VM?", "A VM name (letters, digits, . _ + -).", self.last_vm), done)
+        fn = self.topology.functions.get(addr) if self.topology is not None else None
+        name = f" ({names.short_name(fn)})" if fn is not None and not group else ""
+        self.push_screen(AskDialog(f"Assign {what}{name} to which VM?", "A VM name (letters, digits, . _ + -).", self.last_vm), done)
 
     def action_plan_sriov(self) -> None:
         addr = self._need_device()
@@ -684,8 +963,20 @@ class ExplorerApp(App):
 
         self.push_screen(AskDialog(f"Mediated devices on {addr}", "TYPE [COUNT], e.g. i915-GVTg_V5_4 2", placeholder="TYPE [COUNT]"), done)
 
-    def action_plan_hot_add(self) -> None:
+    def _need_port(self) -> Address | None:
+        """A hot-add goes below a bridge: refuse (with the reason) a selection that is not one."""
         addr = self._need_device()
+        if addr is None or self.topology is None:
+            return None
+        fn = self.topology.functions.get(addr)
+        if fn is not None and fn.is_bridge is False:
+            self.notify(f"{addr} ({names.short_name(fn)}) is not a bridge: select the hotplug port to add a device below "
+                        "(rows marked hotplug).", severity="warning", markup=False)
+            return None
+        return addr
+
+    def action_plan_hot_add(self) -> None:
+        addr = self._need_port()
         if addr is None:
             return
 
@@ -704,25 +995,23 @@ class ExplorerApp(App):
         self.push_screen(
             AskDialog(
                 f"Hot-add a device below {addr}",
-                "Its BARs as KIND:SIZE (io, mem32, mem64, pref32, pref64), buses=N for a bridge, and "
-                "hotplug=acpi|native to override the slot driver the source shows, e.g. mem32:16M pref64:1G",
+                "Its BARs as KIND:SIZE (io, mem32, mem64, pref32, pref64; add :optional for a BAR the device works "
+                "without), buses=N for a bridge, and hotplug=acpi|native to override the slot driver the source "
+                "shows. E.g. mem32:16M pref64:1G",
                 placeholder="mem32:16M pref64:256M",
             ),
             done,
         )
 
     def action_plan_hot_add_template(self) -> None:
-        """Hot-add a device taken from a bundled machine: its BARs become the hot-add's."""
-        addr = self._need_device()
+        """Hot-add a device taken from a bundled machine: pick the machine, then the device;
+        its BARs become the hot-add's. Typing "MACHINE BDF" also works."""
+        addr = self._need_port()
         if addr is None:
             return
+        from ..sources import SourceError, load_source
 
-        def done(text: str | None) -> None:
-            if not text:
-                return
-            from ..sources import SourceError, load_source
-
-            name, _, bdf = text.partition(" ")
+        def add(name: str, bdf: str) -> None:
             try:
                 t = load_source(name if name.startswith("builtin:") else f"builtin:{name}")
                 fn = t[Address.parse(bdf.strip())]
@@ -738,13 +1027,31 @@ class ExplorerApp(App):
                 return
             self.add_action(words)
 
+        def machine(text: str | None) -> None:
+            if not text:
+                return
+            name, _, bdf = text.strip().partition(" ")
+            if bdf.strip():
+                add(name, bdf)
+                return
+            try:
+                t = load_source(name if name.startswith("builtin:") else f"builtin:{name}")
+            except SourceError as e:
+                self.notify(str(e), severity="error", markup=False)
+                return
+            devices = [(fn.bdf, f"{names.short_name(fn)}  " + ", ".join(f"{b.kind.value}:{b.size}" for b in (fn.bars or ()) if b.size))
+                       for fn in t if fn.is_bridge is not True and any(b.size for b in (fn.bars or ()))]
+            self.push_screen(PickDialog(f"Hot-add below {addr}: which device of {name}?",
+                                        "Its BARs (with their numbers) become the hot-add's.", devices, free_text=False),
+                             lambda bdf: bdf and add(name, bdf))
+
         self.push_screen(
-            AskDialog(
+            PickDialog(
                 f"Hot-add below {addr} a device from a bundled machine",
-                "MACHINE BDF, e.g. amd-laptop-dgpu-usb4 0000:03:00.0 (pci-explorer topologies lists them)",
-                placeholder="MACHINE BDF",
+                "Pick a machine, then its device (or type MACHINE BDF).",
+                [(n, d) for n, d in _bundled()],
             ),
-            done,
+            machine,
         )
 
     def action_plan_hot_remove(self) -> None:
@@ -765,7 +1072,7 @@ class ExplorerApp(App):
             return
         self.push_screen(ExportDialog(self.plan, self.topology, TARGETS))
 
-    def action_save(self) -> None:
+    def action_save(self, then: Any = None) -> None:
         if self.plan is None:
             self.notify("No plan to save yet.", severity="warning", markup=False)
             return
@@ -788,6 +1095,8 @@ class ExplorerApp(App):
             self.dirty = False
             self.query_one("#plan-list", OptionList).border_title = f"Plan: {len(self.plan.actions)} action(s)"
             self.notify(f"Saved {path}", markup=False)
+            if then is not None:
+                then()
 
         if self.plan_path:
             save_to(self.plan_path)
@@ -799,6 +1108,7 @@ class ExplorerApp(App):
             if not spec:
                 return
             self.plan, self.plan_path, self.dirty = None, None, False
+            self.selection = Selection()
             self.undo_stack.clear()
             self.redo_stack.clear()
             self.query_one("#plan-panel").remove_class("-visible")
@@ -808,7 +1118,15 @@ class ExplorerApp(App):
             self._load()
 
         def ask() -> None:
-            self.push_screen(AskDialog("Open another source", "A sysfs directory, snapshot .tar.gz, YAML topology, lspci output or builtin:NAME."), opened)
+            bundled = _bundled()
+            self.push_screen(PickDialog(
+                "Open another source",
+                "A bundled machine, or type a path (sysfs directory, snapshot .tar.gz, YAML topology, lspci output); "
+                "tab or right completes.",
+                [(f"builtin:{n}", d) for n, d in bundled],
+                suggester=SourceSuggester(n for n, _ in bundled),
+                placeholder="builtin:NAME or a path",
+            ), opened)
 
         if self.dirty:
             self.push_screen(ConfirmDialog("The plan has unsaved changes. Open another source and drop them?", yes="Drop them"), lambda yes: yes and ask())
@@ -817,28 +1135,44 @@ class ExplorerApp(App):
 
     # ---- walkthroughs --------------------------------------------------------------
     def tour_state(self) -> TourState:
+        actions = tuple(self.plan.actions) if self.plan is not None else ()
         return TourState(
             selected=self.selected,
             view=self.view_name,
-            actions=tuple(self.plan.actions) if self.plan is not None else (),
+            actions=actions,
             findings=tuple(self.findings),
             exported=tuple(self.exported),
             validated=self.validated_revision == self.revision,
+            step_views=tuple(self._step_log["views"]),
+            step_selected=tuple(self._step_log["selected"]),
+            step_actions=actions[self._step_actions_start:],
+            step_exports=tuple(self._step_log["exports"]),
         )
 
     def note_export(self, target: str) -> None:
         self.exported.append(target)
+        self._step_log["exports"].append(target)
         self._refresh_tour()
 
     def _start_step(self) -> None:
         if self.walkthrough is None or self.analysis is None:
             return
         step = self.walkthrough.steps[self.step_index]
+        # A step is done only by what the user does in it: start its log afresh.
+        self._step_log = {"views": [], "selected": [], "exports": []}
+        self._step_actions_start = len(self.plan.actions) if self.plan is not None else 0
         if step.view and step.view != self.view_name:
             self._set_view(step.view)
+            keep = self.selection.device
+            if step.select is None and keep is not None:
+                self._auto_select = keep
+                self.call_after_refresh(self.reveal, keep)
         tree = self.query_one(ModeTree)
         tree.set_highlight(set(step.highlight))
+        for addr in step.highlight:  # show the rows the step points at (◀), selection unchanged
+            tree.expand_to(addr)
         if step.select is not None:
+            self._auto_select = step.select
             self.call_after_refresh(self.reveal, step.select)
         self._refresh_tour()
 
@@ -848,22 +1182,25 @@ class ExplorerApp(App):
         w = self.walkthrough
         step = w.steps[self.step_index]
         out = Text()
-        out.append(f"{w.title}\n", style="bold")
-        out.append(f"Step {self.step_index + 1} of {len(w.steps)}: {step.title}\n\n", style="bold cyan")
-        out.append(step.body + "\n")
-        if step.kernel:
-            out.append(f"\nKernel: {step.kernel}\n", style="italic")
-        if step.highlight:
-            out.append("\nLook at: " + ", ".join(str(a) for a in step.highlight) + "\n", style="yellow")
+        out.append(f"Step {self.step_index + 1} of {len(w.steps)}: {step.title}\n", style="bold cyan")
+        # What to do comes first, so it is seen without scrolling the panel.
         if step.task is not None:
             done, hint = check_task(step.task, self.tour_state())
-            out.append("\nYour turn: ", style="bold")
+            out.append(("✓ done: n for the next step" if done else f"… to do: {hint}") + "\n", style="bold green" if done else "yellow")
+            out.append("Your turn: ", style="bold")
             out.append(step.task.prompt + "\n")
-            out.append(("✓ done: press n for the next step" if done else f"… {hint}") + "\n", style="green" if done else "yellow")
+        else:
+            out.append("Read, then n for the next step.\n", style="green")
         if self.tour_done:
-            out.append("\nWalkthrough complete. l leaves the guide.\n", style="bold green")
-        out.append("\nn next · p back · l leave", style="dim")
+            out.append("Walkthrough complete. l leaves the guide.\n", style="bold green")
+        out.append("\n" + step.body + "\n")
+        if step.highlight:
+            out.append("\nLook at (◀ in the tree): " + ", ".join(str(a) for a in step.highlight) + "\n", style="yellow")
+        if step.kernel:
+            out.append(f"\nKernel: {step.kernel}\n", style="italic")
+        out.append(f"\n{w.title} · n next · p back · l leave", style="dim")
         self.query_one("#tour-text", Static).update(out)
+        self.query_one("#tour").border_title = f"Walkthrough {self.step_index + 1}/{len(w.steps)}"
 
     def action_tour_next(self) -> bool:
         if self.walkthrough is None:
@@ -894,13 +1231,24 @@ class ExplorerApp(App):
             return
         self.walkthrough = None
         self.query_one("#tour").remove_class("-visible")
+        self.query_one("#main").remove_class("-tour")
         self.query_one(ModeTree).set_highlight(set())
 
     def action_request_quit(self) -> None:
-        if self.dirty:
-            self.push_screen(ConfirmDialog("The plan has unsaved changes. Quit anyway?", yes="Quit"), lambda yes: yes and self.exit())
-        else:
+        if not self.dirty:
             self.exit()
+            return
+
+        def answer(choice: str | None) -> None:
+            if choice == "quit":
+                self.exit()
+            elif choice == "save":
+                self.action_save(then=self.exit)
+
+        self.push_screen(ChoiceDialog(
+            "Quit", "The plan has unsaved changes.",
+            [("Save and quit", "save", "s"), ("Quit without saving", "quit", "y"), ("Cancel", "cancel", "n")],
+        ), answer)
 
 
     # For tests and the palette: which group a device sits in, as shown.

@@ -10,15 +10,12 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Input, Label, OptionList, Static
+from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..export.mdev import instance_line, type_summary
 from ..model import Address, MdevParent, Topology
-from .dialogs import DIALOG_CSS
+from .dialogs import Dialog
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,39 +71,45 @@ def mdev_details(t: Topology, key: MdevKey) -> Text:
     return out
 
 
-class MdevTypeDialog(ModalScreen[list[str] | None]):
+class MdevTypeDialog(Dialog):
     """Pick one of a parent's mdev types (with its free instances), then COUNT [VM].
 
-    Dismisses with the ``plan add`` words, or None when cancelled.
+    Dismisses with the ``plan add`` words, or None when cancelled. A ``Dialog``: it fits the
+    terminal (80x24 up), the list scrolls inside it, the buttons stay on screen.
     """
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = DIALOG_CSS.format(name="MdevTypeDialog") + "MdevTypeDialog OptionList { height: auto; max-height: 16; }\n"
+    BUTTONS = (("Cancel", "cancel", "default"), ("Add", "ok", "primary"))
+    DEFAULT_CSS = "MdevTypeDialog OptionList { height: auto; max-height: 12; }\n"
 
     def __init__(self, parent: MdevParent, address: Address, vm: str = "") -> None:
-        super().__init__()
+        super().__init__(f"Mediated devices on {address}")
         self.parent_info = parent
         self.address = address
         self.vm = vm
         self.chosen: str | None = None
 
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(Text(f"Mediated devices on {self.address}", style="bold"))
-            yield Static(Text("Pick a type (free instances in brackets), then COUNT [VM]."), classes="hint")
-            options = []
-            for mt in self.parent_info.types or ():
-                free = "?" if mt.available_instances is None else str(mt.available_instances)
-                text = Text(f"[{free:>3}] ")
-                text.append(mt.id, style="bold" if mt.available_instances else "dim")
-                if mt.name and mt.name != mt.id:
-                    text.append(f"  {mt.name}")
-                options.append(Option(text, id=mt.id))
-            yield OptionList(*options, id="types")
-            yield Input(value=f"1 {self.vm}".strip(), placeholder="COUNT [VM]", id="count")
+    def compose_body(self) -> ComposeResult:
+        yield Static(Text("Pick a type (free instances in brackets), then COUNT [VM]."), classes="hint")
+        options = []
+        for mt in self.parent_info.types or ():
+            free = "?" if mt.available_instances is None else str(mt.available_instances)
+            text = Text(f"[{free:>3}] ")
+            text.append(mt.id, style="bold" if mt.available_instances else "dim")
+            if mt.name and mt.name != mt.id:
+                text.append(f"  {mt.name}")
+            options.append(Option(text, id=mt.id))
+        yield OptionList(*options, id="types")
+        yield Input(value=f"1 {self.vm}".strip(), placeholder="COUNT [VM]", id="count")
 
     def on_mount(self) -> None:
+        super().on_mount()
         self.query_one(OptionList).focus()
+
+    def on_button(self, button_id: str) -> None:
+        if button_id != "ok":
+            self.dismiss(None)
+            return
+        self._accept(self.query_one("#count", Input).value)
 
     @on(OptionList.OptionSelected)
     def _picked(self, event: OptionList.OptionSelected) -> None:
@@ -115,12 +118,15 @@ class MdevTypeDialog(ModalScreen[list[str] | None]):
 
     @on(Input.Submitted)
     def _submit(self, event: Input.Submitted) -> None:
+        self._accept(event.value)
+
+    def _accept(self, answer: str) -> None:
         if self.chosen is None:
             ol = self.query_one(OptionList)
             if ol.highlighted is None:
                 return
             self.chosen = ol.get_option_at_index(ol.highlighted).id
-        self.dismiss(self.words(event.value))
+        self.dismiss(self.words(answer))
 
     def words(self, answer: str) -> list[str]:
         parts = answer.split()
@@ -130,9 +136,6 @@ class MdevTypeDialog(ModalScreen[list[str] | None]):
         if len(parts) > 1:
             words += ["--vm", parts[1]]
         return words
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 __all__ = ["MdevKey", "MdevTypeDialog", "mdev_details", "mdev_keys", "mdev_label"]

@@ -11,7 +11,8 @@ from ..model import Address
 from ..sources import load_source
 from .app import ExplorerApp
 
-SIZE = (140, 42)
+#: The README shows the app as a 100x30 terminal shows it.
+SIZE = (100, 30)
 THEME = "textual-dark"
 
 
@@ -44,16 +45,15 @@ def scenarios(source: str, device: str, group_device: str) -> list[tuple[str, Ca
         await pilot.pause()
 
     async def trust(app, pilot):
+        await _select(app, pilot, device)
         await pilot.press("3")
+        await pilot.pause()
         await pilot.pause()
 
     async def resources(app, pilot):
+        await _select(app, pilot, group_device)
         await pilot.press("4")
         await pilot.pause()
-        tree = app.query_one("ModeTree")
-        for node in list(tree.root.children)[:3]:
-            tree.ensure_children(node)
-            node.expand()
         await pilot.pause()
 
     async def plan(app, pilot):
@@ -69,7 +69,8 @@ def scenarios(source: str, device: str, group_device: str) -> list[tuple[str, Ca
         await pilot.pause()
         await pilot.press("e")
         await pilot.pause()
-        app.screen._render_target("libvirt")  # type: ignore[attr-defined]
+        await pilot.press("down", "down")  # shell, undo, libvirt: the file name follows
+        await pilot.pause()
 
     async def help_screen(app, pilot):
         await pilot.press("question_mark")

@@ -85,6 +85,10 @@ def device_label(topology: Topology, addr: Address, analysis: Analysis | None = 
     fn = topology.functions[addr]
     label = Text()
     label.append(fn.bdf, style="bold")
+    if analysis is not None:  # right after the address, where a narrow pane still shows it
+        tr = analysis.trust.get(addr)
+        if tr is not None and tr.untrusted:
+            label.append(" UNTRUSTED", style="bold red")
     if fn.pcie_type is not None and fn.pcie_type.value in _PORT_TAGS:
         label.append(f" {_PORT_TAGS[fn.pcie_type.value]}", style="italic")
     shown = {
@@ -95,10 +99,6 @@ def device_label(topology: Topology, addr: Address, analysis: Analysis | None = 
         if kind in shown:  # removable shows as UNTRUSTED below; the VMD domain hangs under the device
             fmt, style = shown[kind]
             label.append(fmt.format(value), style=style)
-    if analysis is not None and (trust or fn.removable):
-        tr = analysis.trust.get(addr)
-        if tr is not None and tr.untrusted:
-            label.append(" UNTRUSTED", style="bold red")
     if analysis is not None and analysis.comparison is not None:
         label.append_text(analysis.comparison.device_badge(addr))
     label.append("  ")
@@ -148,6 +148,10 @@ class TopologyView:
             return self.a.display.path_to(parent) + [addr] if parent is not None else []
         return self.a.display.path_to(addr)
 
+    def device_of(self, key: Any) -> Address | None:
+        """The device a row stands for (what keys act on), or None."""
+        return key if isinstance(key, Address) else None
+
 
 class TrustView(TopologyView):
     name = "trust"
@@ -171,7 +175,9 @@ class GroupsView:
     def _rows(self) -> dict[str, tuple[Address, ...]]:
         pred = self.a.groups.groups
         reported = self.t.reported_groups
-        return dict(pred) if pred else dict(reported)
+        rows = dict(pred) if pred else dict(reported)
+        # In number order, as /sys/kernel/iommu_groups lists them.
+        return dict(sorted(rows.items(), key=lambda kv: (0, int(kv[0]), "") if kv[0].isdigit() else (1, 0, kv[0])))
 
     @cached_property
     def mismatched(self) -> set[Address]:
@@ -203,22 +209,27 @@ class GroupsView:
             members = self._rows.get(key.label, ())
             txt = Text()
             txt.append(f"group {key.label}", style="bold magenta")
-            txt.append(f"  {len(members)} device{'s' if len(members) != 1 else ''}")
+            verdict, style = group_verdict(self.a, members)
+            txt.append(f"  {verdict}", style=style)
             rep = self.t.reported_groups
             if rep:
                 if any(a in self.mismatched for a in members):
-                    txt.append("  ≠ kernel", style="bold red")
-                else:
-                    txt.append("  = kernel", style="green")
+                    txt.append("  (the kernel reported it differently)", style="bold red")
             else:
                 txt.append("  (predicted)", style="dim")
             if self.a.comparison is not None:
                 txt.append_text(self.a.comparison.group_badge(key.label))
             return txt
-        lab = device_label(self.t, key, self.a)
+        lab = member_label(self.t, key)
         if key in self.mismatched:
             lab.append("  reported elsewhere", style="bold red")
         return lab
+
+    def device_of(self, key: Any) -> Address | None:
+        return key if isinstance(key, Address) else None
+
+    def group_members(self, key: Any) -> tuple[Address, ...]:
+        return self._rows.get(key.label, ()) if isinstance(key, GroupKey) else ()
 
     def details(self, key: Any) -> Text:
         if isinstance(key, GroupKey):
@@ -230,14 +241,64 @@ class GroupsView:
         return [GroupKey(label), addr] if label is not None else []
 
 
+def member_label(t: Topology, addr: Address) -> Text:
+    """A group member as ls-iommu users know it: address, [vendor:device], driver, name."""
+    fn = t.functions[addr]
+    txt = Text()
+    txt.append(fn.bdf, style="bold")
+    if fn.vendor_device:
+        txt.append(f" [{fn.vendor_device}]", style="dim")
+    drv = fn.driver
+    txt.append(f" {drv if isinstance(drv, str) else ('no driver' if drv is not None else 'driver unknown')}", style="green")
+    txt.append(f"  {names.short_name(fn)}")
+    cls = names.class_name(fn)
+    if cls and cls not in names.short_name(fn):
+        txt.append(f" ({cls})", style="dim")
+    return txt
+
+
+def _what(t: Topology, addr: Address) -> str:
+    fn = t.functions[addr]
+    return f"{addr.bus:02x}:{addr.device:02x}.{addr.function} {names.class_name(fn) or names.short_name(fn)}"
+
+
+def group_verdict(a: Analysis, members: tuple[Address, ...], *, subject: Address | None = None) -> tuple[str, str]:
+    """Plain words: can the group (or ``subject``'s group) go to a VM, and with what.
+
+    Bridges on pcieport may stay in the host with their group given away (their driver
+    manages no DMA: drivers/pci/pcie/portdrv.c driver_managed_dma), so only endpoints count.
+    """
+    t = a.topology
+    if a.groups.reported_override:
+        return "not isolated by the hardware: the kernel ran with pcie_acs_override", "bold red"
+    endpoints = [m for m in members if m in t.functions and t.functions[m].is_bridge is not True]
+    if not endpoints:
+        return "bridges only: nothing to pass through", "dim"
+    host = [m for m in endpoints if t.functions[m].class_code is not None and (t.functions[m].class_code >> 8) in (0x0600, 0x0601)]
+    if host:
+        return f"holds the {'host bridge' if (t.functions[host[0]].class_code >> 8) == 0x0600 else 'ISA/LPC bridge'} {_what(t, host[0]).split()[0]}: stays with the host", "red"
+    if subject is not None:
+        others = [m for m in endpoints if m != subject]
+        if not others:
+            return "can be passed through alone", "green"
+        return "shares with " + ", ".join(_what(t, m) for m in others[:4]) + (" and more" if len(others) > 4 else "") + ": they go together", "yellow"
+    if len(endpoints) <= 1:
+        return "can be passed through alone", "green"
+    return f"{len(endpoints)} devices, only together: " + ", ".join(_what(t, m) for m in endpoints[:3]) + (" and more" if len(endpoints) > 3 else ""), "yellow"
+
+
 def group_details(a: Analysis, label: str) -> Text:
     pred = a.groups
     members = pred.groups.get(label, ())
     out = Text()
     out.append(f"IOMMU group {label}", style="bold")
     out.append(" (predicted from the hardware)\n" if not a.topology.reported_groups else "\n")
+    verdict, style = group_verdict(a, members)
+    out.append(f"{verdict}\n", style=style)
     for m in members:
-        out.append(f"  {m}  {names.short_name(a.topology.functions[m])}\n")
+        out.append("  ")
+        out.append_text(member_label(a.topology, m))
+        out.append("\n")
     out.append("\nWhy\n", style="bold")
     for line in pred.explanations.get(label, []):
         out.append(f"  {line}\n")
@@ -274,6 +335,10 @@ def _rcec_serves(rcec: Any, ep: Address) -> bool:
     return rc.next_bus is not None and rc.last_bus is not None and rc.next_bus <= ep.bus <= rc.last_bus
 
 
+def fn_removable(t: Topology, addr: Address) -> bool:
+    return bool(t.functions[addr].removable)
+
+
 def device_details(a: Analysis, addr: Address) -> Text:
     t = a.topology
     out = Text(render_device(t, t.functions[addr]))
@@ -283,6 +348,8 @@ def device_details(a: Analysis, addr: Address) -> Text:
     if label is not None:
         out.append("\n\nIOMMU group (predicted) ", style="bold")
         out.append(f"{label}: {len(pred.groups[label])} device(s)\n")
+        verdict, style = group_verdict(a, pred.groups[label], subject=addr)
+        out.append(f"  {verdict}\n", style=style)
         for line in pred.explanations.get(label, []):
             out.append(f"  {line}\n")
     # Trust, where it came from and its costs are part of render_device (as `show` prints them).
@@ -367,6 +434,29 @@ class ResourcesView:
     def _pfs(self) -> list[Address]:
         return [fn.address for fn in self.t if present(fn.caps.sriov) and (fn.caps.sriov.total_vfs or 0) > 0]  # type: ignore[union-attr]
 
+    def _below(self, name: str) -> list[Address]:
+        """The functions directly below a bridge (or on a host bridge's root bus)."""
+        b = self._bridges[name]
+        if b.address is not None:
+            return [a for a in self.a.display.children(b.address) if isinstance(a, Address)]
+        out: list[Address] = []
+        for k in self.a.display.children(None):
+            if str(k) == name:
+                out = [a for a in self.a.display.children(k) if isinstance(a, Address)]
+        return out
+
+    def _device_row(self, addr: Address) -> Text:
+        fn = self.t.functions[addr]
+        txt = Text()
+        txt.append(fn.bdf, style="bold")
+        bars = [b for b in (fn.bars or ()) if b.size]
+        if bars:
+            txt.append("  " + ", ".join(f"{_fmt_size(b.size)} {b.kind.value}" for b in bars), style="cyan")
+        elif fn.is_bridge:
+            txt.append("  bridge", style="italic")
+        txt.append(f"  {names.short_name(fn)}")
+        return txt
+
     def children(self, key: Any) -> list[Any]:
         if key is None:
             keys: list[Any] = [BridgeResKey(n) for n in self._bridges]
@@ -375,14 +465,14 @@ class ResourcesView:
             return keys
         if isinstance(key, BridgeResKey):
             b = self._bridges[key.name]
-            return [WindowKey(key.name, i) for i in range(len(b.windows))]
+            return [WindowKey(key.name, i) for i in range(len(b.windows))] + self._below(key.name)
         if isinstance(key, SriovKey) and key.pf is None:
             return [SriovKey(pf) for pf in self._pfs]
         return []
 
     def has_children(self, key: Any) -> bool:
         if isinstance(key, BridgeResKey):
-            return bool(self._bridges[key.name].windows)
+            return bool(self._bridges[key.name].windows) or bool(self._below(key.name))
         return isinstance(key, SriovKey) and key.pf is None
 
     def label(self, key: Any) -> Text:
@@ -402,12 +492,17 @@ class ResourcesView:
         if isinstance(key, WindowKey):
             w = self._bridges[key.owner].windows[key.index]
             txt = Text()
-            kind = w.kind.value + (" 64-bit" if getattr(w, "is_64bit", None) else "")
-            txt.append(f"{kind:11} [{w.start:#x}-{w.end:#x}] {_fmt_size(w.size):>8} ")
-            txt.append_text(usage_bar(w.used_bytes, w.size))
+            kind = w.kind.value + ("64" if getattr(w, "is_64bit", None) else "")
             lb = w.largest_block
-            txt.append(f" free {_fmt_size(w.free_bytes)}, largest aligned {_fmt_size(lb.size) if lb else '0'}")
+            # Size, free and the largest aligned free block first: they are what people look
+            # for, and must not be cut at the pane's edge; the address range last.
+            txt.append(f"{kind:6} {_fmt_size(w.size)} ")
+            txt.append(f"free {_fmt_size(w.free_bytes)} largest {_fmt_size(lb.size) if lb else '0'} ", style="cyan")
+            txt.append_text(usage_bar(w.used_bytes, w.size, 12))
+            txt.append(f" [{w.start:#x}-{w.end:#x}]", style="dim")
             return txt
+        if isinstance(key, Address):
+            return self._device_row(key)
         if isinstance(key, SriovKey):
             if key.pf is None:
                 return Text(f"SR-IOV headroom ({len(self._pfs)} PF)", style="bold")
@@ -441,6 +536,8 @@ class ResourcesView:
             return Text(report_text(ResourceReport((b,)), verbose=True))
         if isinstance(key, WindowKey):
             return self.details(BridgeResKey(key.owner))
+        if isinstance(key, Address):
+            return device_details(self.a, key)
         if isinstance(key, SriovKey) and key.pf is not None:
             fn = self.t.functions[key.pf]
             try:
@@ -452,10 +549,25 @@ class ResourcesView:
     def path_to(self, addr: Address) -> list[Any]:
         if str(addr) in self._bridges:
             return [BridgeResKey(str(addr))]
-        fn = self.t.functions.get(addr)
-        if fn is not None and fn.parent is not None and str(fn.parent) in self._bridges:
-            return [BridgeResKey(str(fn.parent))]
+        for name in self._bridges:
+            b = self._bridges[name]
+            fn = self.t.functions.get(addr)
+            if fn is None:
+                return []
+            if (b.address is not None and fn.parent == b.address) or (b.address is None and addr in self._below(name)):
+                return [BridgeResKey(name), addr]
         return []
+
+    def device_of(self, key: Any) -> Address | None:
+        if isinstance(key, Address):
+            return key
+        if isinstance(key, BridgeResKey):
+            return self._bridges[key.name].address
+        if isinstance(key, WindowKey):
+            return self._bridges[key.owner].address
+        if isinstance(key, SriovKey):
+            return key.pf
+        return None
 
 
 VIEW_TYPES["resources"] = ResourcesView

@@ -74,6 +74,13 @@ class State:
     findings: tuple[Any, ...] = ()
     exported: tuple[str, ...] = ()  # export targets written in this session
     validated: bool = True  # findings belong to the current plan
+    #: What the user did since the current step began (None: not tracked, as in a plain
+    #: check of a state). A step is done only by what the user does in it: a view the step
+    #: itself opened, or a device already selected when it began, does not count.
+    step_views: tuple[str, ...] | None = None
+    step_selected: tuple[Any, ...] | None = None
+    step_actions: tuple[Any, ...] | None = None
+    step_exports: tuple[str, ...] | None = None
 
 
 def _addr(value: Any, where: str) -> Address:
@@ -168,13 +175,15 @@ def check(task: Task | None, state: State) -> tuple[bool, str]:
     k = task.kind
     if k == "select":
         wanted = set(task.devices) | ({task.device} if task.device else set())
-        if state.selected in wanted:
+        if state.selected in wanted and (state.step_selected is None or state.selected in state.step_selected):
             return True, "done"
         return False, "select " + " or ".join(str(a) for a in sorted(wanted)) + " in the tree (/ searches)"
     if k == "view":
-        return (state.view == task.view, "done" if state.view == task.view else f"open the {task.view} view")
+        key = {"topology": "1", "groups": "2", "trust": "3", "resources": "4"}.get(task.view or "", "")
+        done = state.view == task.view and (state.step_views is None or task.view in state.step_views)
+        return (done, "done" if done else f"open the {task.view} view (key {key})")
     if k == "action":
-        for act in state.actions:
+        for act in (state.actions if state.step_actions is None else state.step_actions):
             words = act.words()
             if _action_kind(act) != task.action:
                 continue
@@ -187,6 +196,8 @@ def check(task: Task | None, state: State) -> tuple[bool, str]:
         on = f" on {task.device}" if task.device else ""
         return False, f"add a {what} action{on} to the plan"
     if k == "finding":
+        if state.step_actions is not None and not state.step_actions:
+            return False, f"make a change that the kernel would refuse ({task.code})"
         if not state.validated:
             return False, "waiting for validation"
         if any(f.code == task.code for f in state.findings):
@@ -200,9 +211,10 @@ def check(task: Task | None, state: State) -> tuple[bool, str]:
         errs = [f.code for f in state.findings if f.severity == "error"]
         return (not errs, "done" if not errs else f"fix the errors first: {', '.join(sorted(set(errs)))}")
     if k == "export":
-        if task.target is None and state.exported:
+        exported = state.exported if state.step_exports is None else state.step_exports
+        if task.target is None and exported:
             return True, "done"
-        if task.target in state.exported:
+        if task.target in exported:
             return True, "done"
-        return False, f"export the plan{' as ' + task.target if task.target else ''} (e, then Write)"
+        return False, f"export the plan{' as ' + task.target if task.target else ''} (e, choose it, then enter or ctrl+w)"
     return False, f"unknown task {k}"
