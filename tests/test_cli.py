@@ -347,7 +347,8 @@ def test_plan_hot_add_from_a_yaml_subtree(tmp_path, capsys):
     plan = tmp_path / "p.yaml"
     assert main(["plan", "new", "builtin:hotplug-chassis-small-window", "-o", str(plan)]) == 0
     assert main(["plan", "add", str(plan), "hot-add", "0000:02:01.0", "--from", str(card), "--hotplug", "native"]) == 0
-    assert "hot-add 0000:02:01.0 --bar 0:mem32:16K --buses 2 --hotplug native" in capsys.readouterr().out
+    # the card is a switch: its upstream port is the bridge kind fit and check follow
+    assert "hot-add 0000:02:01.0 --bar 0:mem32:16K --buses 2 --bridge switch --hotplug native" in capsys.readouterr().out
     assert main(["check", str(plan)]) == 1
     assert "HOTADD-BUS" in capsys.readouterr().out
     assert main(["plan", "add", str(plan), "hot-add", "0000:02:01.0", "--from", str(card) + "#0000:09:00.0"]) == 2

@@ -98,7 +98,7 @@ def test_check_without_hotplug_flag_agrees_with_the_kernel(unpacked, capsys, tmp
     for b in o["device"]["bars"]:
         words += ["--bar", f"{b['index']}:{b['type']}:{b['size']}"]
     if o["device"]["class"].startswith("0x0604"):
-        words += ["--buses", "1"]
+        words += ["--bridge", {"x3130-upstream": "switch", "pcie-pci-bridge": "shpc"}.get(o["device"]["driver"], "pci")]
     assert main(["plan", "add", str(plan), *words]) == 0
     capsys.readouterr()
     rc = main(["check", str(plan), "--source", pre, "--json"])

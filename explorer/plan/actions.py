@@ -12,7 +12,7 @@ import uuid as _uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Union
 
-from ..model import Address, AddressError, BarKind, Function, present, units
+from ..model import Address, AddressError, BarKind, Function, PcieType, present, units
 
 #: Drivers whose ``driver_managed_dma`` is set (drivers/pci/pci-driver.c pci_dma_configure):
 #: binding them never takes DMA ownership, so they never break a group's viability
@@ -114,6 +114,18 @@ def check_uuid(value: Any, field_name: str) -> str:
 HOTPLUG_MODES = ("acpi", "native", "shpchp")
 #: The driver's name is accepted for the path it takes (explorer.kernel.context.HOTPLUG_ALIASES).
 _HOTPLUG_ALIASES = {"acpiphp": "acpi", "pciehp": "native"}
+
+
+BRIDGE_KINDS = ("switch", "pci", "shpc")
+
+
+def check_bridge_kind(value: Any, field_name: str = "bridge") -> str | None:
+    """switch (a PCIe switch upstream port), pci (a PCIe-to-PCI bridge) or shpc; None: unknown."""
+    if value is None:
+        return None
+    if value not in BRIDGE_KINDS:
+        raise ActionError(f"expected switch, pci or shpc, got {value!r}", field_name)
+    return value
 
 
 def check_hotplug_mode(value: Any, field_name: str = "hotplug") -> str | None:
@@ -295,8 +307,12 @@ class HotAdd:
     port: Address
     bars: tuple[BarSpec, ...]
     buses: int = 0
-    #: "acpi" (acpiphp) or "native" (pciehp) when known; None: check both.
+    #: "acpi" (acpiphp), "native" (pciehp) or "shpchp" to override the slot driver the
+    #: source shows; None: the source's (each when it does not say).
     hotplug: str | None = None
+    #: For a bridge: "switch" (a switch upstream port), "pci" (a PCIe-to-PCI bridge) or
+    #: "shpc" (one with SHPC); None: each is checked (fit's --bridge).
+    bridge: str | None = None
     kind = "hot-add"
 
     def words(self) -> list[str]:
@@ -304,12 +320,15 @@ class HotAdd:
         for b in self.bars:
             w += ["--bar", str(b)]
         w += ["--buses", str(self.buses)] if self.buses else []
+        w += ["--bridge", self.bridge] if self.bridge else []
         return w + (["--hotplug", self.hotplug] if self.hotplug else [])
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"action": self.kind, "port": str(self.port), "bars": [str(b) for b in self.bars]}
         if self.buses:
             d["buses"] = self.buses
+        if self.bridge:
+            d["bridge"] = self.bridge
         if self.hotplug:
             d["hotplug"] = self.hotplug
         return d
@@ -373,7 +392,7 @@ USAGE = {
     "sriov": "sriov PF --vfs N [--driver NAME]",
     "mdev": "mdev PARENT --type TYPE [--count N] [--vm NAME]",
     "mdev-remove": "mdev-remove UUID",
-    "hot-add": "hot-add PORT --bar KIND:SIZE[:optional] ... [--buses N] [--hotplug acpi|native|shpchp]",
+    "hot-add": "hot-add PORT --bar KIND:SIZE[:optional] ... [--buses N] [--bridge switch|pci|shpc] [--hotplug acpi|native|shpchp]",
     "hot-remove": "hot-remove BDF",
     "trust": "trust PORT --external|--internal",
     "kernel-param": "kernel-param NAME=VALUE",
@@ -405,7 +424,8 @@ def hot_add_like(port: Address, fn: Function, *, hotplug: str | None = None) -> 
     buses = rng[1] - rng[0] + 1 if rng else 0
     if not bars and not buses:
         raise ActionError(f"{fn.address} has no BAR with a known size and no bus range to hot-add", "bar")
-    return HotAdd(port, bars, buses, check_hotplug_mode(hotplug))
+    bridge = {PcieType.SWITCH_UPSTREAM: "switch", PcieType.PCIE_TO_PCI_BRIDGE: "pci"}.get(fn.pcie_type) if buses else None  # type: ignore[arg-type]
+    return HotAdd(port, bars, buses, check_hotplug_mode(hotplug), bridge)
 
 
 def parse_bar(text: str, field_name: str = "bar") -> BarSpec:
@@ -561,17 +581,20 @@ def parse_action(words: list[str]) -> Action:
         w.allow([])
         return MdevRemove(check_uuid(w.one_positional("UUID").lower(), "uuid"))
     if kind == "hot-add":
-        w.allow(["bar", "buses", "hotplug"])
+        w.allow(["bar", "buses", "hotplug", "bridge"])
         port = parse_address(w.one_positional("PORT"), "port")
         mode = check_hotplug_mode(w.opt("hotplug"))
+        bridge = check_bridge_kind(w.opt("bridge"))
         bars = tuple(parse_bar(b) for b in w.options.get("bar", []))
         buses_s = w.opt("buses")
         buses = check_count(buses_s, "buses", low=0, high=MAX_BUSES) if buses_s is not None else 0
         if len(bars) > 6:
             raise ActionError("a device has at most 6 BARs", "bar")
+        if bridge is not None and not buses:
+            buses = 1
         if not bars and not buses:
             raise ActionError(f"give the device's BARs and/or bus numbers ({w.usage()})", "bar")
-        return HotAdd(port, bars, buses, mode)
+        return HotAdd(port, bars, buses, mode, bridge)
     if kind == "hot-remove":
         w.allow([])
         return HotRemove(parse_address(w.one_positional("BDF"), "device"))

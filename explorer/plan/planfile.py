@@ -34,6 +34,7 @@ from .actions import (
     Unbind,
     check_count,
     check_driver,
+    check_bridge_kind,
     check_hotplug_mode,
     check_uuid,
     check_vm,
@@ -444,7 +445,7 @@ _ACTION_KEYS = {
     "sriov": ({"pf", "vfs"}, {"driver"}),
     "mdev": ({"parent", "type", "uuids"}, {"vm"}),
     "mdev-remove": ({"uuid"}, set()),
-    "hot-add": ({"port"}, {"bars", "buses", "hotplug"}),
+    "hot-add": ({"port"}, {"bars", "buses", "hotplug", "bridge"}),
     "hot-remove": ({"device"}, set()),
     "trust": ({"port", "external"}, set()),
     "kernel-param": ({"param"}, set()),
@@ -537,7 +538,8 @@ def _read_action(r: _Reader, node: yaml.Node, fld: str) -> Action:
         if len(bars) > 6:
             raise r.err(node_of("bars"), f"{fld}.bars", "a device has at most 6 BARs")
         mode = wrap("hotplug", check_hotplug_mode, r.text(node_of("hotplug"), f"{fld}.hotplug")) if "hotplug" in m else None
-        return HotAdd(addr("port"), tuple(bars), buses, mode)
+        bridge = wrap("bridge", check_bridge_kind, r.text(node_of("bridge"), f"{fld}.bridge")) if "bridge" in m else None
+        return HotAdd(addr("port"), tuple(bars), buses, mode, bridge)
     if kind == "hot-remove":
         return HotRemove(addr("device"))
     if kind == "trust":

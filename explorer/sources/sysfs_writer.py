@@ -13,7 +13,7 @@
   ``reset_method``, ``boot_vga``, ``removable``, ``sriov_*``, and the links ``driver``,
   ``iommu_group``, ``physfn``, ``virtfnN`` and ``domain`` (VMD);
 * ``sys/bus/pci/devices/BDF`` links, ``sys/bus/pci/drivers/NAME/BDF`` back-links,
-  ``sys/bus/pci/slots/NAME/address``, ``sys/kernel/iommu_groups/N/{devices/BDF,type}``;
+  ``sys/bus/pci/slots/NAME/address`` (and ``module``, the slot's hotplug driver), ``sys/kernel/iommu_groups/N/{devices/BDF,type}``;
 * ``proc/iomem`` and ``proc/ioports`` with the host bridges' windows, ``proc/cmdline``,
   ``proc/sys/kernel/osrelease``, and ``dmesg.txt`` with the root buses' bus ranges.
 
@@ -263,12 +263,43 @@ class _Writer:
                     slot_names.setdefault(phys, fn.address.slot)
             if fn.slot is not None:
                 slots_wanted = True
-        if slots_wanted or slot_names:
+        drivers = self.slot_drivers()
+        if slots_wanted or slot_names or drivers:
             self.mkdir("sys/bus/pci/slots")
+            by_addr = {v: k for k, v in slot_names.items()}
             for name, (dom, bus, dev) in sorted(slot_names.items()):
                 self.mkdir(f"sys/bus/pci/slots/{name}")
                 self.text(f"sys/bus/pci/slots/{name}/address", f"{dom:04x}:{bus:02x}:{dev:02x}\n")
+            # the slot's hotplug driver as Linux 6.1 links it (slots/N/module)
+            for key, (name, driver) in sorted(drivers.items()):
+                name = by_addr.get(key, name)
+                if key not in by_addr:
+                    if self.t.get(Address(key[0], key[1], key[2], 0)) is not None or name in slot_names:
+                        continue  # a new slot here would name the device in it
+                    self.mkdir(f"sys/bus/pci/slots/{name}")
+                    self.text(f"sys/bus/pci/slots/{name}/address", f"{key[0]:04x}:{key[1]:02x}:{key[2]:02x}\n")
+                self.link(f"sys/bus/pci/slots/{name}/module", f"sys/module/{driver}")
         self.proc()
+
+    def slot_drivers(self) -> dict[tuple[int, int, int], tuple[str, str]]:
+        """(domain, secondary bus, 0) -> (slot name, driver) for every bridge whose slot's
+        hotplug driver is known."""
+        known = dict(self.t.source.slot_drivers)
+        out: dict[tuple[int, int, int], tuple[str, str]] = {}
+        used: set[str] = set()
+        for fn in self.t:
+            slot = fn.slot if present(fn.slot) else None
+            drv = (slot.hotplug_driver if slot is not None else None) or known.get(fn.address)  # type: ignore[union-attr]
+            br = fn.bridge if present(fn.bridge) else None
+            if drv is None or br is None or not br.secondary:  # type: ignore[union-attr]
+                continue
+            number = slot.number if slot is not None else None  # type: ignore[union-attr]
+            name = str(number) if number is not None else ""
+            if not name or name in used:
+                name = f"hp-{fn.address}".replace(":", "-")
+            used.add(name)
+            out[(fn.address.domain, br.secondary, 0)] = (name, drv)  # type: ignore[union-attr]
+        return out
 
     def function(self, fn: Function) -> None:
         a = fn.address
