@@ -181,6 +181,8 @@ class _Boot:
         self.sim.hp_io, self.sim.hp_mmio, self.sim.hp_pref, self.sim.hp_bus = (
             kp.hpiosize, kp.hpmmiosize, kp.hpmmioprefsize, kp.hpbussize)
         self.sim.relaxed_alignment_retry = RULES[kernel].relaxed_alignment_retry
+        if fw.pci_mem_start is not None:
+            self.sim.min_mem = fw.pci_mem_start  # PCIBIOS_MIN_MEM (x86: pci_mem_start)
         self.warnings: list[str] = []
         self.roots: list[KBus] = []
         self.nodes: dict[Address, _Node] = {}
@@ -312,8 +314,8 @@ class _Boot:
                     flags |= PREFETCH
                 r = KRes(w.start, w.end, flags, f"pci{key[0]:04x}:{key[1]:02x}")
                 bus.root_resources.append(r)
-                if flags & MEM and w.start >= 0x100000 and not self.sim.min_mem:
-                    self.sim.min_mem = w.start
+                if self.fw.pci_mem_start is None and flags & MEM and w.start >= 0x100000 and not self.sim.min_mem:
+                    self.sim.min_mem = w.start  # no e820 gap line: the lowest host window above 1 MiB
         else:
             bus.windows_unknown = True
         self.buses[key] = bus
