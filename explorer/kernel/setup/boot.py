@@ -655,8 +655,10 @@ def _to_topology(b: _Boot, source: Topology) -> tuple[Topology, dict[Address, Ad
         fns.append(replace(fn, address=new_addr, parent=parent, bars=tuple(bars) if fn.bars is not None or bars else None,
                            rom=rom, vf_bars=vf_bars, bridge=bridge, virtfns=(), physfn=None))
     kept = [w for w in (source.source.kernel_cmdline or "").split() if not w.startswith("pci=")]
+    prov = tuple((k, v) for k, v in source.source.provenance if k != "kernel_cmdline") + \
+        (("kernel_cmdline", "the predicted next boot's command line"),)
     info = replace(source.source, kind="boot-prediction", location=f"{source.source.location} (next boot)",
-                   kernel_cmdline=" ".join(kept + b.cmdline.split()) or None)
+                   kernel_cmdline=" ".join(kept + b.cmdline.split()) or None, provenance=prov)
     return Topology.build(fns, source.host_bridges, info), amap
 
 
