@@ -328,10 +328,11 @@ class _Boot:
         mx = start
         for n in nodes:
             bus.devices.append(self._make_dev(n, bus))
+        used = self._iov_bus_range(bus, nodes)  # pci_iov_bus_range(): buses the VFs will need
+        mx += used
         bridges = [d for d in bus.devices if d.is_bridge]
         hp = sum(1 for d in bridges if d.is_hotplug_bridge)
         normal = len(bridges) - hp
-        used = 0
         for d in bridges:
             cmax = mx
             mx = self.scan_bridge(bus, d, mx, 0, 0)
@@ -354,6 +355,18 @@ class _Boot:
             if mx - start < want:
                 mx = min(start + want, bus.busn_end)
         return mx
+
+    @staticmethod
+    def _iov_bus_range(bus: KBus, nodes: list[_Node]) -> int:
+        """drivers/pci/iov.c pci_iov_bus_range(): the bus of the last VF of any PF here."""
+        top = 0
+        for n in nodes:
+            sr = n.fn.caps.sriov if n.fn is not None else None
+            if not present(sr) or not sr.total_vfs or sr.vf_offset is None or sr.vf_stride is None:  # type: ignore[union-attr]
+                continue
+            last = bus.number + ((n.address.devfn + sr.vf_offset + sr.vf_stride * (sr.total_vfs - 1)) >> 8)  # type: ignore[union-attr]
+            top = max(top, last)
+        return top - bus.number if top else 0
 
     def scan_bridge(self, bus: KBus, dev: KDev, mx: int, available: int, pass_: int) -> int:
         node = self.by_dev[id(dev)]
