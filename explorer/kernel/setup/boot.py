@@ -444,6 +444,26 @@ class _Boot:
             return False
         return True
 
+    def claim_bridge_window(self, dev: KDev, res: KRes) -> bool:
+        """pci_claim_bridge_resource(): claim, else clip to the parent's window and claim that."""
+        if self.claim(dev, res):
+            return True
+        if not dev.is_pci_bridge_class:
+            return True
+        for r in dev.bus.resources:  # pci_bus_clip_resource()
+            if r is None or not r.flags or (r.flags & (IO | MEM)) != (res.flags & (IO | MEM)):
+                continue
+            start, end = max(r.start, res.start), min(r.end, res.end)
+            if start > end:
+                continue
+            if (start, end) == (res.start, res.end):
+                return False
+            was = pr(res)
+            res.start, res.end = start, end
+            self.sim.info(dev, f"{was} clipped to {pr(res)}")
+            return self.claim(dev, res)
+        return False
+
     def allocate_bus_resources(self, bus: KBus) -> None:
         br = bus.self_dev
         if br is not None:
@@ -451,7 +471,7 @@ class _Boot:
                 r = br.res[idx]
                 if not r.flags or r.parent is not None:
                     continue
-                if not r.start or not self.claim(br, r):
+                if not r.start or not self.claim_bridge_window(br, r):
                     r.start = r.end = 0
                     r.flags = 0
         for child in bus.children:
