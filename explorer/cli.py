@@ -303,10 +303,11 @@ def _pci_words(cmdline: str | None) -> str:
 def cmd_boot(args: argparse.Namespace) -> int:
     from .export.boot import boot_json, boot_text
     from .kernel.setup.boot import predict_boot
+    from .model.firmware import attached_firmware
     from .sources.dmesg import load_dmesg
 
     t = _load(args.source)
-    fw = load_dmesg(args.source, args.dmesg)
+    fw = load_dmesg(args.source, args.dmesg) if args.dmesg else attached_firmware(t)
     if args.kernel_param:
         params = " ".join(args.kernel_param)
     else:  # the next boot with the same command line: the source itself
@@ -323,11 +324,11 @@ def cmd_boot(args: argparse.Namespace) -> int:
 def _fit_after_boot(args: argparse.Namespace, t: Topology, port: Address):
     """``fit --after-boot``: the machine after that reboot, and the port's address on it."""
     from .kernel.setup.boot import predict_boot
-    from .sources.dmesg import load_dmesg
+    from .model.firmware import attached_firmware
 
-    fw = load_dmesg(args.source)
     if args.after_boot is None:
-        return t, port, None, fw
+        return t, port, None, None
+    fw = attached_firmware(t)  # the source's kernel log, read with it
     boot = predict_boot(t, fw, kernel_params=args.after_boot)
     if boot.predicted is None:
         raise CliError(f"--after-boot: {boot.warnings[0] if boot.warnings else 'the firmware state is unknown'}")

@@ -350,3 +350,21 @@ def test_journalctl_form_reads_the_same():
     assert [(d.address, d.bars, d.rom, d.windows, d.fw_secondary, d.fw_bus_invalid) for d in a.devices.values()] == \
         [(d.address, d.bars, d.rom, d.windows, d.fw_secondary, d.fw_bus_invalid) for d in b.devices.values()]
     assert a.roots == b.roots
+
+
+def test_firmware_window_beyond_the_host_window_is_clipped():
+    """pci_claim_bridge_resource(): a window reaching past its parent's is clipped, then claimed.
+    The real log with one firmware window stretched past the host bridge window's end."""
+    path = BOOT / "6.12" / "boot-tbdock-none.tar.gz"
+    t, fw = _load(path)
+    text = _log_text(path)
+    # the last host memory window below 4 GiB and a bridge window ending at its end
+    host_end = max(r.end for r in fw.roots[0].windows if r.kind == "mem" and r.end < (1 << 32))
+    victim = next(d for d in fw.devices.values() if "pref" in d.windows and d.windows["pref"].end == host_end)
+    w = victim.windows["pref"]
+    old = f"{victim.address}:   bridge window [mem {w.start:#010x}-{w.end:#010x} 64bit pref]"
+    assert old in text
+    stretched = text.replace(old, f"{victim.address}:   bridge window [mem {w.start:#010x}-{host_end + 0x200000:#010x} 64bit pref]", 1)
+    res = predict_boot(t, parse_dmesg(stretched), kernel_params="")
+    assert any("clipped to" in m and str(victim.address) in m for m in res.messages)
+    assert res.diff.empty, res.diff.lines()

@@ -79,6 +79,9 @@ class DmesgBoot:
     kernel_release: str | None = None
     cmdline: str | None = None
     roots: list[FwRoot] = field(default_factory=list)
+    #: x86 e820__setup_pci_gap(): "[mem 0x40000000-0xafffffff] available for PCI devices";
+    #: its start is PCIBIOS_MIN_MEM, the lowest address a memory BAR or window is given
+    pci_mem_start: int | None = None
     #: in the order the kernel found them
     devices: dict[Address, FwDevice] = field(default_factory=dict)
     #: the kernel's PCI lines after the enumeration (assigned, can't assign, released, ...)

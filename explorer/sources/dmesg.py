@@ -106,6 +106,11 @@ def parse_dmesg(text: str, path: str = "dmesg") -> DmesgBoot:
     m = re.match(_TS + r"Linux version (?P<rel>\S+)", first)
     if m:
         boot.kernel_release = m.group("rel")
+    for ln in lines:
+        mg = re.match(_TS + r"\[mem (?P<s>0x[0-9a-f]+)-0x[0-9a-f]+\] available for PCI devices", ln)
+        if mg:
+            boot.pci_mem_start = int(mg.group("s"), 16)
+            break
     for ln in lines[:400]:
         mc = re.match(_TS + r"(?:Kernel )?[Cc]ommand line: (?P<cmd>.*)$", ln)
         if mc:

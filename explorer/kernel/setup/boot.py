@@ -181,6 +181,8 @@ class _Boot:
         self.sim.hp_io, self.sim.hp_mmio, self.sim.hp_pref, self.sim.hp_bus = (
             kp.hpiosize, kp.hpmmiosize, kp.hpmmioprefsize, kp.hpbussize)
         self.sim.relaxed_alignment_retry = RULES[kernel].relaxed_alignment_retry
+        if fw.pci_mem_start is not None:
+            self.sim.min_mem = fw.pci_mem_start  # PCIBIOS_MIN_MEM (x86: pci_mem_start)
         self.warnings: list[str] = []
         self.roots: list[KBus] = []
         self.nodes: dict[Address, _Node] = {}
@@ -312,8 +314,8 @@ class _Boot:
                     flags |= PREFETCH
                 r = KRes(w.start, w.end, flags, f"pci{key[0]:04x}:{key[1]:02x}")
                 bus.root_resources.append(r)
-                if flags & MEM and w.start >= 0x100000 and not self.sim.min_mem:
-                    self.sim.min_mem = w.start
+                if self.fw.pci_mem_start is None and flags & MEM and w.start >= 0x100000 and not self.sim.min_mem:
+                    self.sim.min_mem = w.start  # no e820 gap line: the lowest host window above 1 MiB
         else:
             bus.windows_unknown = True
         self.buses[key] = bus
@@ -326,10 +328,11 @@ class _Boot:
         mx = start
         for n in nodes:
             bus.devices.append(self._make_dev(n, bus))
+        used = self._iov_bus_range(bus, nodes)  # pci_iov_bus_range(): buses the VFs will need
+        mx += used
         bridges = [d for d in bus.devices if d.is_bridge]
         hp = sum(1 for d in bridges if d.is_hotplug_bridge)
         normal = len(bridges) - hp
-        used = 0
         for d in bridges:
             cmax = mx
             mx = self.scan_bridge(bus, d, mx, 0, 0)
@@ -352,6 +355,18 @@ class _Boot:
             if mx - start < want:
                 mx = min(start + want, bus.busn_end)
         return mx
+
+    @staticmethod
+    def _iov_bus_range(bus: KBus, nodes: list[_Node]) -> int:
+        """drivers/pci/iov.c pci_iov_bus_range(): the bus of the last VF of any PF here."""
+        top = 0
+        for n in nodes:
+            sr = n.fn.caps.sriov if n.fn is not None else None
+            if not present(sr) or not sr.total_vfs or sr.vf_offset is None or sr.vf_stride is None:  # type: ignore[union-attr]
+                continue
+            last = bus.number + ((n.address.devfn + sr.vf_offset + sr.vf_stride * (sr.total_vfs - 1)) >> 8)  # type: ignore[union-attr]
+            top = max(top, last)
+        return top - bus.number if top else 0
 
     def scan_bridge(self, bus: KBus, dev: KDev, mx: int, available: int, pass_: int) -> int:
         node = self.by_dev[id(dev)]
@@ -429,6 +444,26 @@ class _Boot:
             return False
         return True
 
+    def claim_bridge_window(self, dev: KDev, res: KRes) -> bool:
+        """pci_claim_bridge_resource(): claim, else clip to the parent's window and claim that."""
+        if self.claim(dev, res):
+            return True
+        if not dev.is_pci_bridge_class:
+            return True
+        for r in dev.bus.resources:  # pci_bus_clip_resource()
+            if r is None or not r.flags or (r.flags & (IO | MEM)) != (res.flags & (IO | MEM)):
+                continue
+            start, end = max(r.start, res.start), min(r.end, res.end)
+            if start > end:
+                continue
+            if (start, end) == (res.start, res.end):
+                return False
+            was = pr(res)
+            res.start, res.end = start, end
+            self.sim.info(dev, f"{was} clipped to {pr(res)}")
+            return self.claim(dev, res)
+        return False
+
     def allocate_bus_resources(self, bus: KBus) -> None:
         br = bus.self_dev
         if br is not None:
@@ -436,7 +471,7 @@ class _Boot:
                 r = br.res[idx]
                 if not r.flags or r.parent is not None:
                     continue
-                if not r.start or not self.claim(br, r):
+                if not r.start or not self.claim_bridge_window(br, r):
                     r.start = r.end = 0
                     r.flags = 0
         for child in bus.children:
@@ -653,8 +688,10 @@ def _to_topology(b: _Boot, source: Topology) -> tuple[Topology, dict[Address, Ad
         fns.append(replace(fn, address=new_addr, parent=parent, bars=tuple(bars) if fn.bars is not None or bars else None,
                            rom=rom, vf_bars=vf_bars, bridge=bridge, virtfns=(), physfn=None))
     kept = [w for w in (source.source.kernel_cmdline or "").split() if not w.startswith("pci=")]
+    prov = tuple((k, v) for k, v in source.source.provenance if k != "kernel_cmdline") + \
+        (("kernel_cmdline", "the predicted next boot's command line"),)
     info = replace(source.source, kind="boot-prediction", location=f"{source.source.location} (next boot)",
-                   kernel_cmdline=" ".join(kept + b.cmdline.split()) or None)
+                   kernel_cmdline=" ".join(kept + b.cmdline.split()) or None, provenance=prov)
     return Topology.build(fns, source.host_bridges, info), amap
 
 
