@@ -105,6 +105,17 @@ def test_sysfs_reads_types_instances_and_groups(topo):
     assert info.group_members() == {"4": (ACTIVE,)}
 
 
+def test_a_group_of_something_else_is_said_not_dropped(tmp_path):
+    root = build_tree(tmp_path / "root", with_mtty=False)
+    # A group whose member is neither a PCI function nor an mdev the tree shows (a platform device).
+    (root / "sys/kernel/iommu_groups/9/devices").mkdir(parents=True)
+    (root / "sys/devices/platform/vfio-platform.0").mkdir(parents=True)
+    (root / "sys/kernel/iommu_groups/9/devices/vfio-platform.0").symlink_to("../../../../devices/platform/vfio-platform.0")
+    t = load_source(str(root))
+    assert t.source.warnings == ("IOMMU group 9 holds vfio-platform.0: neither a PCI function nor a mediated device this source shows",)
+    assert t.mdev.group_members() == {"4": (ACTIVE,)}
+
+
 def test_non_pci_parent_is_listed(topo, capsys):
     mtty = topo.mdev.parent("mtty")
     assert mtty.address is None and mtty.bus == "mtty" and mtty.driver is ABSENT

@@ -704,7 +704,10 @@ def rule_mdev(ctx: Context) -> Iterator[Finding]:
                               f"mdev parent {parent} is {how}: its own driver unregisters the parent, and every mdev on it is removed "
                               "(give the VM an mdev instead, or remove the mdevs first)",
                               [parent], "drivers/vfio/mdev/mdev_core.c mdev_unregister_parent (device_for_each_child mdev_device_remove_cb)", act)
-        elif fn.driver is ABSENT or (isinstance(fn.driver, str) and (fn.driver in VFIO_DRIVERS or fn.driver in DMA_MANAGED_DRIVERS)):
+        elif (fn.driver is ABSENT or (isinstance(fn.driver, str) and (fn.driver in VFIO_DRIVERS or fn.driver in DMA_MANAGED_DRIVERS))) and (
+                parent in sim.driver_action or not (info is not None and (mp := info.parent(parent)) is not None and mp.types)):
+            # (A parent the source lists with types has its mdev driver bound whatever its
+            # driver link says: only the driver registers the types. The plan's own changes count.)
             yield ctx.finding("MDEV-PARENT", ERROR,
                               f"mdev parent {parent} is left on {fn.driver if isinstance(fn.driver, str) else 'no driver'}: "
                               "mdevs exist only while the parent's own (mdev-capable) driver is bound",

@@ -216,6 +216,20 @@ def read_mdev(
     return MdevInfo(tuple(parents), tuple(instances), scalable_mode(root, cmdline))
 
 
+def unexplained_groups(root: str, labels: Iterable[str], explained: set[str]) -> list[str]:
+    """Warnings for reported groups that hold neither a PCI function nor an mdev the source
+    shows (e.g. an mdev whose directory was not captured, a platform device): said, not dropped."""
+    out = []
+    for label in labels:
+        if label in explained:
+            continue
+        members = _listdir(os.path.join(root, GROUPS_DIR, label, "devices")) or []
+        if members:
+            what = ", ".join(members[:4]) + (f" and {len(members) - 4} more" if len(members) > 4 else "")
+            out.append(f"IOMMU group {label} holds {what}: neither a PCI function nor a mediated device this source shows")
+    return out
+
+
 # ---- snapshots --------------------------------------------------------------------------------
 
 
@@ -276,4 +290,4 @@ def capture_mdev(col, live: bool) -> bool:  # noqa: ANN001 - snapshot._Collector
     return live or bool(parents) or t.is_dir(CLASS_DIR) or t.is_dir("sys/bus/mdev")
 
 
-__all__ = ["BUS_DIR", "CLASS_DIR", "INSTANCE_LINKS", "TYPES", "TYPE_FILES", "capture_mdev", "read_mdev", "scalable_mode", "shows_mdev"]
+__all__ = ["BUS_DIR", "CLASS_DIR", "INSTANCE_LINKS", "TYPES", "TYPE_FILES", "capture_mdev", "read_mdev", "scalable_mode", "shows_mdev", "unexplained_groups"]

@@ -564,6 +564,14 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
 
     mdev = read_mdev(r.root, r.resolve_link, pci_parents=mdev_dirs, live=r.root == "/",
                      groups_exist=groups_exist, cmdline=source.kernel_cmdline)
+    explained = {fn.iommu_group for fn in functions if isinstance(fn.iommu_group, str)}
+    if len(explained) < len(group_labels):
+        from .mdev import unexplained_groups
+
+        explained |= set(mdev.group_members()) if mdev is not None else set()
+        odd = unexplained_groups(r.root, group_labels, explained)  # type: ignore[arg-type]
+        if odd:
+            source = replace(source, warnings=source.warnings + tuple(odd))
     return Topology.build(functions, hbs, source, mdev)
 
 
