@@ -1122,7 +1122,7 @@ class ExplorerApp(App):
             self.push_screen(PickDialog(
                 "Open another source",
                 "A bundled machine, or type a path (sysfs directory, snapshot .tar.gz, YAML topology, lspci output); "
-                "tab or right completes.",
+                "the right arrow completes a name.",
                 [(f"builtin:{n}", d) for n, d in bundled],
                 suggester=SourceSuggester(n for n, _ in bundled),
                 placeholder="builtin:NAME or a path",
