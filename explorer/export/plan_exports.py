@@ -697,7 +697,8 @@ def render_json(ctx: _Ctx) -> str:
         "vms": {vm: [str(a) for a in devs] for vm, devs in _vm_devices(ctx).items()},
         "mdevs": [{"uuid": m.uuid, "parent": str(m.parent), "type": m.mdev_type, "vm": m.vm} for m in sim.mdevs],
         "removed": sorted(str(a) for a in sim.removed),
-        "kernel_cmdline": merged_cmdline(ctx.topology.source.kernel_cmdline, [p for p, _ in sim.kernel_params]),
+        "kernel_cmdline": (None if ctx.topology.source.kernel_cmdline is None
+                           else merged_cmdline(ctx.topology.source.kernel_cmdline, [p for p, _ in sim.kernel_params])),
         "check": findings_json(ctx.findings),
     })
     return json.dumps(doc, indent=2) + "\n"
