@@ -182,7 +182,7 @@ _pci_explorer() {
     done
     if (( files )); then
         [[ $cur == : ]] && cur=""
-        COMPREPLY+=($(compgen -f -- "$cur"))
+        mapfile -t -O "${#COMPREPLY[@]}" COMPREPLY < <(compgen -f -- "$cur")
     fi
     return 0
 }

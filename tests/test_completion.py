@@ -94,6 +94,9 @@ def test_completion_command_prints_each_script(capsys, shell):
     assert main(["completion", shell]) == 0
     out = capsys.readouterr().out
     assert "pci-explorer __complete --shell " + shell in out
+    if shell == "bash" and shutil.which("shellcheck"):
+        res = subprocess.run(["shellcheck", "-s", "bash", "-"], input=out, capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout
     tool = shutil.which(shell)
     if tool and shell != "fish":
         res = subprocess.run([tool, "-n"], input=out, capture_output=True, text=True)
@@ -104,3 +107,10 @@ def test_the_helper_is_not_listed_in_help(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "__complete" not in capsys.readouterr().out
+
+
+@pytest.mark.skipif(BASH is None, reason="bash missing")
+def test_bash_completes_file_names_where_a_file_goes(tmp_path):
+    (tmp_path / "gpu-plan.yaml").write_text("x")
+    _, got = bash_complete(tmp_path, ["pci-explorer check gpu-"])
+    assert got[0] == ["gpu-plan.yaml"]

@@ -238,7 +238,7 @@ def group_verdict(t: Topology, members: tuple, stock: GroupPrediction | None = N
                        f"stay{'' if len(bridges) > 1 else 's'} with the host)")
     if not ends:
         if all(f.class_code is not None and (f.class_code >> 8) == 0x0600 for f in bridges):
-            return prefix + "the host bridge: nothing to pass through"
+            return prefix + ("the host bridge" if len(bridges) == 1 else "host bridges") + ": nothing to pass through"
         return prefix + "bridges only: nothing to pass through"
     crit = [(f, host_critical(f)) for f in ends]
     crit = [(f, why) for f, why in crit if why]
@@ -299,6 +299,8 @@ def list_text(t: Topology, pred: GroupPrediction, *, which: str, explain: bool =
     if pred.reported_override:
         out.append(f"note: this kernel ran with pcie_acs_override={pred.reported_override} (an out-of-tree patch): "
                    "the kernel's groups are not a stock kernel's")
+    if which != "reported" and not t.reported_groups:
+        out.append("The source reports no groups to compare with.")
     out.append("")
     stock = _stock(t, pred)
     for label, members in groups.items():

@@ -809,7 +809,8 @@ def render_json(ctx: _Ctx) -> str:
         "mdevs_removed": [u for u, _ in sim.mdev_removed],
         "mdevs_assigned": [{"uuid": u, "vm": vm} for u, vm, _i in sim.mdev_assigned],
         "removed": sorted(str(a) for a in sim.removed),
-        "kernel_cmdline": merged_cmdline(ctx.topology.source.kernel_cmdline, [p for p, _ in sim.kernel_params]),
+        "kernel_cmdline": (None if ctx.topology.source.kernel_cmdline is None
+                           else merged_cmdline(ctx.topology.source.kernel_cmdline, [p for p, _ in sim.kernel_params])),
         "check": findings_json(ctx.findings),
     })
     return json.dumps(doc, indent=2) + "\n"
