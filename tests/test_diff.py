@@ -320,6 +320,10 @@ def test_context_unknown_on_one_side_is_not_a_change():
     d = diff_topologies(snap, lspci)
     assert d.section("context") == []
     assert {u.what for u in d.unknowns if u.section == "context"} >= {"kernel_release", "kernel_cmdline"}
+    j = diff_json(d)
+    assert j["differs"] is False and j["context"] == [] and j["groups"] == [] and j["resources"] == []
+    assert {"section": "context", "bdf": None, "what": "kernel_release", "unknown_in": "new"} in j["unknown"]
+    assert "not compared, one side does not say" in diff_text(d)
 
 
 # ---- the command --------------------------------------------------------------------------------------

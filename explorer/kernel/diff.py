@@ -33,6 +33,7 @@ Everything else is added (only in NEW) or removed (only in OLD).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Iterable
 
 from ..model import ABSENT, Address, Bar, Function, Topology, Window, acs_flags_str, present
@@ -256,7 +257,7 @@ def match_devices(old: Topology, new: Topology) -> list[Match]:
         o, n = ko[key], kn[key]
         take(o, n, BY_ADDRESS if o == n else BY_SERIAL)
     # 2. same address and place in the tree
-    for a in sorted(left.keys() & right.keys()):
+    for a in [a for a in old.functions if a in left and a in right]:  # address order
         o, n = left[a], right[a]
         if _compatible(o, n) and _position(old, o) == _position(new, n):
             take(a, a, BY_ADDRESS)
@@ -266,14 +267,14 @@ def match_devices(old: Topology, new: Topology) -> list[Match]:
 
     po = unique((pos_key(old, f), a) for a, f in left.items() if f.vendor_device)
     pn = unique((pos_key(new, f), a) for a, f in right.items() if f.vendor_device)
-    for key in sorted(po.keys() & pn.keys(), key=lambda k: po[k]):
+    for key in sorted(po.keys() & pn.keys(), key=lambda k: _akey(po[k])):
         o, n = po[key], pn[key]
         so, sn = _subsystem(left[o]), _subsystem(right[n])
         if not _agree(so, sn) or not _agree(_serial(left[o]), _serial(right[n])):
             continue
         take(o, n, BY_POSITION if so is not None and sn is not None else BY_POSITION_ONLY)
     # 4. the same address, another place in the tree
-    for a in sorted(left.keys() & right.keys()):
+    for a in [a for a in old.functions if a in left and a in right]:
         if _compatible(left[a], right[a]) and (left[a].vendor_device or right[a].vendor_device):
             take(a, a, BY_ADDRESS)
     # 5. vendor, device and class, unique on both sides
@@ -282,11 +283,15 @@ def match_devices(old: Topology, new: Topology) -> list[Match]:
 
     io = unique((id_key(f), a) for a, f in left.items() if f.vendor_device and f.class_code is not None)
     inn = unique((id_key(f), a) for a, f in right.items() if f.vendor_device and f.class_code is not None)
-    for key in sorted(io.keys() & inn.keys(), key=lambda k: io[k]):
+    for key in sorted(io.keys() & inn.keys(), key=lambda k: _akey(io[k])):
         if _agree(_serial(left[io[key]]), _serial(right[inn[key]])):
             take(io[key], inn[key], BY_IDS)
-    out.sort(key=lambda m: m.new)
+    out.sort(key=lambda m: _akey(m.new))
     return out
+
+
+def _akey(a: Address) -> tuple[int, int, int, int]:
+    return (a.domain, a.bus, a.device, a.function)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -419,8 +424,8 @@ class _Differ:
         self.matches = match_devices(old, new)
         self.new_of = {m.old: m.new for m in self.matches}
         self.old_of = {m.new: m.old for m in self.matches}
-        self.added = sorted(a for a in new.functions if a not in self.old_of)
-        self.removed = sorted(a for a in old.functions if a not in self.new_of)
+        self.added = [a for a in new.functions if a not in self.old_of]  # address order
+        self.removed = [a for a in old.functions if a not in self.new_of]
         self.changes: list[Change] = []
         self.unknowns: list[Unknown] = []
         self.notes: list[str] = []
@@ -653,17 +658,23 @@ class _Differ:
         # VFs that came or went are devices; name them with their PF in the text.
 
     # ---- IOMMU groups
+    @cached_property
+    def pred_old(self) -> GroupPrediction:
+        return predict_groups(self.old)
+
+    @cached_property
+    def pred_new(self) -> GroupPrediction:
+        return predict_groups(self.new)
+
     def groups(self) -> None:
         old, new = self.old, self.new
-        self.pred_old = po = predict_groups(old)
-        self.pred_new = pn = predict_groups(new)
         ro, rn = old.reported_groups, new.reported_groups
         if ro and rn:
             self.basis = "reported"
             go, gn = dict(ro), dict(rn)
         else:
             self.basis = "predicted"
-            go, gn = dict(po.groups), dict(pn.groups)
+            go, gn = dict(self.pred_old.groups), dict(self.pred_new.groups)
             if ro or rn:
                 side = "old" if not ro else "new"
                 self.unknowns.append(Unknown("groups", "reported IOMMU groups", side))
@@ -697,7 +708,7 @@ class _Differ:
         # (devices added or removed alongside it are listed themselves, not it).
         listed: dict[tuple[str | None, str | None], list[tuple[str, Address]]] = {}
         renumbered: dict[str, str] = {}
-        for k in sorted(set(of_o) | set(of_n), key=lambda k: (k[1], k[0])):
+        for k in sorted(set(of_o) | set(of_n), key=lambda k: (_akey(k[1]), k[0])):
             lo, ln = of_o.get(k), of_n.get(k)
             if k[0] == "m" and lo is not None and ln is not None:
                 mo = frozenset(x for x in so[lo] if x[0] == "m")
