@@ -595,6 +595,20 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from .fileio import check_target
     from .sources.snapshot import capture
 
+    if args.output == "-":  # the archive to standard output, e.g. piped over ssh
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="pci-explorer-capture-") as tmp:
+            path = os.path.join(tmp, "snapshot.tar.gz")
+            report = capture(args.root, path, include_serials=args.include_serials)
+            out = sys.stdout.raw if isinstance(sys.stdout, _CleanStream) else sys.stdout
+            out.flush()
+            with open(path, "rb") as f:
+                shutil.copyfileobj(f, out.buffer)
+            out.buffer.flush()
+        print(f"wrote the snapshot to standard output: {report.summary()}", file=sys.stderr)
+        return 0
     check_target(args.output, overwrite=args.force)  # never over a device, FIFO or link, even with --force
     report = capture(args.root, args.output, include_serials=args.include_serials, overwrite=args.force)
     print(f"wrote {args.output}: {report.summary()}" if hasattr(report, "summary") else f"wrote {args.output}")

@@ -79,6 +79,9 @@ def test_force_never_replaces_a_special_file(tmp_path, command):
 def test_output_dash_is_stdout_and_new_files_get_the_umask(tmp_path):
     p = H.run_cli(["convert", "builtin:example-small", "-o", "-"], cwd=tmp_path)
     assert p.returncode == 0 and p.stdout.startswith(b"# PCI topology") and not (tmp_path / "-").exists()
+    root = H.sysfs_tree(tmp_path)
+    p = H.run_cli(["snapshot", "--root", str(root), "-o", "-"], cwd=tmp_path)
+    assert p.returncode == 0 and p.stdout[:2] == b"\x1f\x8b" and not (tmp_path / "-").exists()
     p = H.run_cli(["convert", "builtin:example-small", "-o", "new.yaml"], cwd=tmp_path, umask=0o027)
     assert p.returncode == 0, p.stderr
     assert stat.S_IMODE(os.stat(tmp_path / "new.yaml").st_mode) == 0o640

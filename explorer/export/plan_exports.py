@@ -578,7 +578,7 @@ def libvirt_documents(ctx: _Ctx) -> dict[str, str]:
 
 def render_proxmox(ctx: _Ctx) -> str:
     sim = ctx.sim
-    out = [f"# {TOOL}: Proxmox VE hostpci lines from the plan for {' '.join(ctx.plan.source.spec.split())}",
+    out = [f"# {TOOL}: Proxmox VE hostpci lines from the plan for {one_line(' '.join(ctx.plan.source.spec.split()))}",
            "# pcie=1 needs the VM's machine type to be q35; a mdev= entry makes Proxmox create the mdev itself when the VM starts"]
     for vm, devs in _vm_devices(ctx).items():
         out.append(_comment(f"VM {vm}: add to /etc/pve/qemu-server/{vm if vm.isdigit() else '<vmid>'}.conf"))
@@ -653,7 +653,7 @@ def mdevctl_documents(ctx: _Ctx) -> dict[str, tuple[Address, str, str]]:
 
 def render_qemu(ctx: _Ctx) -> str:
     sim = ctx.sim
-    out = [f"# {TOOL}: QEMU arguments per VM from the plan for {' '.join(ctx.plan.source.spec.split())}",
+    out = [f"# {TOOL}: QEMU arguments per VM from the plan for {one_line(' '.join(ctx.plan.source.spec.split()))}",
            "# functions of one device share a guest slot (multifunction=on on function 0); guest slots start at 0x10"]
     for vm, devs in _vm_devices(ctx).items():
         out.append(_comment(f"VM {vm}"))
@@ -682,7 +682,7 @@ def render_qemu(ctx: _Ctx) -> str:
 def render_cmdline(ctx: _Ctx) -> str:
     sim = ctx.sim
     topo = ctx.topology
-    out = [f"# {TOOL}: kernel command line for the plan for {' '.join(ctx.plan.source.spec.split())}"]
+    out = [f"# {TOOL}: kernel command line for the plan for {one_line(' '.join(ctx.plan.source.spec.split()))}"]
     ids: dict[str, list[str]] = {"vfio-pci": [], "pci-stub": []}
     bound: dict[str, set[Address]] = {"vfio-pci": set(), "pci-stub": set()}
     for a in sorted(_driver_setters(ctx)):

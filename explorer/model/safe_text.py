@@ -10,6 +10,8 @@ newlines, for messages that must stay one line.
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["clean", "one_line", "has_control"]
 
 
@@ -21,12 +23,12 @@ _BAD = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029, *range(0x2
         0x200E, 0x200F, 0x061C, 0xFEFF]
 _TABLE = {c: _esc(c) for c in _BAD if c not in (0x09, 0x0A)}
 _TABLE_ONE = {**_TABLE, 0x0A: "\\n", 0x09: " "}
-_BAD_SET = frozenset(chr(c) for c in _BAD)
+_BAD_RE = re.compile("[" + "".join(re.escape(chr(c)) for c in _BAD if c not in (0x09, 0x0A)) + "]")
 
 
 def has_control(text: str) -> bool:
-    """True when ``text`` holds a character :func:`clean` would escape (or a newline/tab)."""
-    return not _BAD_SET.isdisjoint(text)
+    """True when ``text`` holds a character :func:`clean` would escape (tab and newline aside)."""
+    return _BAD_RE.search(text) is not None
 
 
 def clean(text: str) -> str:

@@ -99,12 +99,15 @@ MAX_HOPS = 40
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def _read_capped(fd: int, cap: int, label: str) -> bytes:
-    """Read ``fd`` to its end, linearly; SourceError when it holds more than ``cap`` bytes."""
+def _read_capped(fd: int, cap: int, label: str, size: int = 0) -> bytes:
+    """Read ``fd`` to its end, linearly; SourceError when it holds more than ``cap`` bytes.
+
+    One read when it returns ``size`` bytes or more (a sysfs attribute, a regular file of
+    that size); procfs files (size 0) hand out a page or so a read, so those loop."""
     first = os.read(fd, cap + 1)
     if len(first) > cap:
         raise SourceError(f"more than {cap} bytes: not a sysfs or procfs file (refused)", path=label)
-    if not first:
+    if not first or (size and len(first) >= size):
         return first
     chunks = [first]
     total = len(first)
@@ -119,18 +122,25 @@ def _read_capped(fd: int, cap: int, label: str) -> bytes:
     return b"".join(chunks)
 
 
-def read_file(path: str, cap: int = ATTR_CAP, *, dir_fd: int | None = None, label: str | None = None) -> bytes | None:
+def read_file(path: str, cap: int = ATTR_CAP, *, dir_fd: int | None = None, label: str | None = None,
+              single: bool = False) -> bytes | None:
     """At most ``cap`` bytes of the file ``path`` (relative to ``dir_fd`` if given).
 
     Never follows a symlink in the last component (callers resolve links inside the root
     first), never blocks (a FIFO reads as empty), never reads more than ``cap + 1`` bytes
     (a file past ``cap`` raises SourceError naming ``label``). None when it cannot be read.
+    ``single``: one read, for sysfs attributes (their whole value comes in the first read).
     """
     try:
         fd = os.open(path, _READ_FLAGS, dir_fd=dir_fd)
     except OSError:
         return None
     try:
+        if single:
+            data = os.read(fd, cap + 1)
+            if len(data) > cap:
+                raise SourceError(f"more than {cap} bytes: not a sysfs attribute (refused)", path=label or path)
+            return data
         return _read_capped(fd, cap, label or path)
     except OSError:
         return None
@@ -157,7 +167,7 @@ def read_file_sized(path: str, cap: int, *, dir_fd: int | None = None, label: st
             return None
         if st.st_size > cap:
             raise SourceError(f"{st.st_size} bytes, more than {cap}: not a sysfs file (refused)", path=label or path)
-        return _read_capped(fd, cap, label or path), st.st_size
+        return _read_capped(fd, cap, label or path, st.st_size), st.st_size
     except OSError:
         return None
     finally:
@@ -305,7 +315,7 @@ class _DevDir:
     def raw(self, name: str, limit: int = ATTR_CAP) -> bytes | None:
         if self.fd is None or name not in self.names:
             return None
-        return read_file(name, limit, dir_fd=self.fd, label=f"{self.path}/{name}")
+        return read_file(name, limit, dir_fd=self.fd, label=f"{self.path}/{name}", single=True)
 
     def text(self, name: str) -> str | None:
         data = self.raw(name)

@@ -676,8 +676,6 @@ class _Parser:
         unassigned = get("unassigned", self.bool)
         disabled = get("disabled", self.bool)
         total = get("total-size", self.size)
-        if size is not None and kind in (BarKind.IO, BarKind.MEM32, BarKind.PREF32) and size > (1 << 32):
-            raise self.err(node, f"a {kind.value} BAR of {size:#x} bytes: a 32-bit BAR is at most 4 GiB", f"{field}.size")
         return Bar(index, kind, start, size, bool(unassigned), disabled, total)
 
     def bars(self, node: Node, field: str) -> tuple[Bar, ...]:
