@@ -248,17 +248,19 @@ def test_every_option_has_help():
 
 
 @pytest.mark.parametrize("argv, usage, hint", [
-    (["groups", "builtin:example-small", "--compre"], "usage: pci-explorer groups", "did you mean --compare?"),
-    (["trsut", "builtin:example-small"], "usage: pci-explorer ", "did you mean 'trust'?"),
-    (["export", "p.yaml", "--to", "libvrit"], "usage: pci-explorer export", "did you mean 'libvirt'?"),
-    (["plan", "shwo", "p.yaml"], "usage: pci-explorer plan", "did you mean 'show'?"),
+    (["groups", "builtin:example-small", "--compre"], "pci-explorer groups: error:", "did you mean --compare?"),
+    (["trsut", "builtin:example-small"], "pci-explorer: error:", "did you mean 'trust'?"),
+    (["export", "p.yaml", "--to", "libvrit"], "pci-explorer export: error:", "did you mean 'libvirt'?"),
+    (["plan", "shwo", "p.yaml"], "pci-explorer plan: error:", "did you mean 'show'?"),
 ])
 def test_mistyped_option_or_subcommand_gets_did_you_mean(capsys, argv, usage, hint):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert usage in err and hint in err
+    # one line naming the (sub)command, the correction, and where the usage is
+    assert usage in err and hint in err and "--help" in err
+    assert err.count("\n") == 1
     assert "__complete" not in err
 
 

@@ -26,13 +26,13 @@ async def test_compare_marks_added_device_and_its_group():
         assert app.reveal(dev)
         await pilot.pause()
         assert "+added" in tree.cursor_node.label.plain
-        details = str(app.query_one("#details").render())
+        details = app.details_text.plain
         assert "Compared with" in details and f"added {dev}" in details
         # an unchanged device says so
         assert app.reveal(Address.parse("0000:00:1f.2"))
         await pilot.pause()
         assert "+added" not in tree.cursor_node.label.plain and "~" not in tree.cursor_node.label.plain
-        assert "no change to this device" in str(app.query_one("#details").render())
+        assert "no change to this device" in app.details_text.plain
         # the groups view: the device's group is marked, its details list the change
         await pilot.press("2")
         await pilot.pause()
@@ -43,7 +43,7 @@ async def test_compare_marks_added_device_and_its_group():
         assert others and all("since OLD" not in n.label.plain for n in others)
         tree.move_cursor(gnode)
         await pilot.pause()
-        assert f"{dev} (added): joined group {label}" in str(app.query_one("#details").render())
+        assert f"{dev} (added): joined group {label}" in app.details_text.plain
         assert port is not None
 
 
@@ -58,4 +58,4 @@ async def test_compare_marks_a_removed_device_on_its_parent():
         assert app.reveal(parent)
         await pilot.pause()
         assert "-1 removed below" in tree.cursor_node.label.plain
-        assert f"removed below it: {gone[0]}" in str(app.query_one("#details").render())
+        assert f"removed below it: {gone[0]}" in app.details_text.plain

@@ -25,7 +25,7 @@ async def test_mdevs_in_the_tree_details_and_type_picker():
         await _settle(app, pilot)
         assert app.reveal(IGPU)
         await _settle(app, pilot)
-        details = str(app.query_one("#details").render())
+        details = app.details_text.plain
         assert "i915-GVTg_V5_1  GVTg_V5_1  (vfio-pci, 1 available)" in details and "Scalable IOV" in details
         # The active vGPU is a child row of the iGPU.
         tree = app.query_one(ModeTree)
@@ -34,7 +34,7 @@ async def test_mdevs_in_the_tree_details_and_type_picker():
         node = tree._key_nodes[MdevKey(VGPU)]
         assert node.parent is tree._key_nodes[IGPU] and VGPU in node.label.plain and "g14" in node.label.plain
         assert app.selected == MdevKey(VGPU)
-        assert "IOMMU group        14" in str(app.query_one("#details").render())
+        assert "IOMMU group        14" in app.details_text.plain
         # a on the mdev gives it to a VM; x removes it.
         await pilot.press("a")
         await pilot.pause()

@@ -2,8 +2,8 @@
 
 JSON (``boot --json``)::
 
-    {"format": "pci-explorer/boot/1",
-     "source": {"location", "kernel_release", "firmware_state": "kernel log" | "unknown", "kernel_log"},
+    {"format": <pci-explorer/boot/1>, "source": {...the envelope's...}, "context": {...},
+     "firmware_state": "kernel log" | "unknown", "kernel_log": path | null,
      "kernel": "6.1" | "6.12", "kernel_params": {...}, "firmware_known": bool,
      "topology": <tree --json of the predicted machine, or null when the firmware state is unknown>,
      "diff": {"renamed": [[old, new]], "buses": [...], "windows": [...], "bars": [...]},
@@ -17,11 +17,12 @@ from typing import Any
 from ..kernel.setup.boot import BootResult
 from ..model import Topology, WindowKind, present
 from ..model.units import format_size
+from .envelope import envelope, format_id
 from .topology import topology_json
 
 __all__ = ["BOOT_FORMAT", "boot_json", "boot_text", "layout_lines"]
 
-BOOT_FORMAT = "pci-explorer/boot/1"
+BOOT_FORMAT = format_id("boot")
 
 
 def _params(result: BootResult) -> dict[str, Any]:
@@ -39,16 +40,10 @@ def _params(result: BootResult) -> dict[str, Any]:
 
 
 def boot_json(result: BootResult, kernel_log: str | None = None) -> dict[str, Any]:
-    s = result.source.source
     d = result.diff
-    return {
-        "format": BOOT_FORMAT,
-        "source": {
-            "location": s.location,
-            "kernel_release": s.kernel_release,
-            "firmware_state": "kernel log" if result.firmware_known else "unknown",
-            "kernel_log": kernel_log,
-        },
+    return envelope("boot", result.source, {
+        "firmware_state": "kernel log" if result.firmware_known else "unknown",
+        "kernel_log": kernel_log,
         "kernel": result.kernel,
         "kernel_params": _params(result),
         "firmware_known": result.firmware_known,
@@ -62,7 +57,7 @@ def boot_json(result: BootResult, kernel_log: str | None = None) -> dict[str, An
         "unassigned": list(result.unassigned),
         "messages": list(result.messages),
         "warnings": list(result.warnings),
-    }
+    })
 
 
 def _win(w: Any, kind: WindowKind) -> str:

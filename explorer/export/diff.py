@@ -2,7 +2,7 @@
 
 JSON (``pci-explorer/diff/1``, docs/json.md)::
 
-    {"format": "pci-explorer/diff/1", "source": {"kind": "diff", "location": ..., "old": {...}, "new": {...}},
+    {"format": <pci-explorer/diff/1>, "source": {"kind": "diff", "location": ..., "old": {...}, "new": {...}},
      "differs": bool, "sections": [...],
      "context": [{"what", "old", "new"}],
      "devices": {"added": [BDF], "removed": [BDF], "moved": [{"from", "to", "by"}],
@@ -24,8 +24,9 @@ from typing import Any, Iterable
 
 from ..kernel.diff import SECTIONS, Change, Diff, diff_topologies
 from ..model import Address, Capabilities, Function, SourceInfo, SriovCap, Topology
+from .envelope import envelope, format_id
 
-FORMAT = "pci-explorer/diff/1"
+FORMAT = format_id("diff")
 
 _TITLES = {
     "context": "context", "devices": "devices", "groups": "IOMMU groups", "resources": "resources",
@@ -68,14 +69,13 @@ def _source(t: Topology) -> dict[str, Any]:
 def diff_json(diff: Diff, sections: Iterable[str] = SECTIONS) -> dict[str, Any]:
     sections = tuple(sections)
     changes = selected(diff, sections)
+    source = {
+        "kind": "diff",
+        "location": f"{diff.old.source.location} -> {diff.new.source.location}",
+        "old": _source(diff.old),
+        "new": _source(diff.new),
+    }
     doc: dict[str, Any] = {
-        "format": FORMAT,
-        "source": {
-            "kind": "diff",
-            "location": f"{diff.old.source.location} -> {diff.new.source.location}",
-            "old": _source(diff.old),
-            "new": _source(diff.new),
-        },
         "differs": bool(changes),
         "sections": list(sections),
     }
@@ -99,7 +99,7 @@ def diff_json(diff: Diff, sections: Iterable[str] = SECTIONS) -> dict[str, Any]:
             doc[sec] = items
     doc["unknown"] = [u.to_json() for u in diff.unknowns if u.section in sections]
     doc["notes"] = list(diff.notes)
-    return doc
+    return envelope("diff", source, doc)
 
 
 def _side(t: Topology) -> str:

@@ -318,6 +318,12 @@ def list_text(t: Topology, pred: GroupPrediction, *, which: str, explain: bool =
                     out.append("     why: the prediction groups these devices differently; run with --compare")
             else:
                 out.extend(f"     why: {r}" for r in pred.explanations.get(label, []))
+    if which == "reported":
+        # vfio's own groups of mediated devices: a UUID each, no PCI function (export/mdev.py)
+        mdev_lines = _mdev.groups_text(t)
+        if mdev_lines:
+            out.append("")
+            out.extend(mdev_lines)
     if which != "reported":
         if pred.no_group:
             out.append("")

@@ -202,6 +202,16 @@ def device_trust_lines(t: Topology, fn: Function) -> list[str]:
         if tb.is_domain and tb.pci_device == fn.address:
             dma = {True: "on", False: "off", None: "unknown"}[tb.iommu_dma_protection]
             lines.append(f"  Thunderbolt        {tb.name}: security {tb.security or 'unknown'}, IOMMU DMA protection {dma}")
+    if d["untrusted"] or fn.removable:
+        routers = [tb for tb in t.source.thunderbolt or () if not tb.is_domain]
+        if t.source.thunderbolt is None:
+            lines.append("  Thunderbolt authorization: not in this source (on the machine: boltctl list, "
+                         "or /sys/bus/thunderbolt/devices/*/authorized)")
+        elif routers:
+            auth = {0: "not authorized", 1: "authorized", 2: "authorized (secure key)", None: "unknown"}
+            lines.append("  Thunderbolt authorization: " + ", ".join(
+                f"{tb.name} {tb.device_name or ''} {auth.get(tb.authorized, str(tb.authorized))}".replace("  ", " ")
+                for tb in routers))
     return lines
 
 

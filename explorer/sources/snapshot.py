@@ -69,7 +69,7 @@ from typing import BinaryIO, Callable
 from ..model import Topology, is_address
 from .config import ECAP_DSN
 from .errors import SourceError
-from .sysfs import ATTR_CAP, CONFIG_CAP, DEVICE_FILES, DEVICE_LINKS, DMI_DIR, DMI_FILES, FILE_CAPS, load_sysfs
+from .sysfs import ATTR_CAP, CONFIG_CAP, DEVICE_FILES, DEVICE_LINKS, DMI_DIR, DMI_FILES, FILE_CAPS, THUNDERBOLT_FILES, load_sysfs
 
 __all__ = [
     "CaptureReport",
@@ -754,6 +754,17 @@ _MEMBER_CAPS = {**FILE_CAPS, "proc/sys/kernel/osrelease": ATTR_CAP, "meta/uname.
 
 
 _DEVICE_FILE_SET = frozenset(DEVICE_FILES)
+#: Other attribute files the readers take: Thunderbolt authorization (sysfs.THUNDERBOLT_FILES)
+#: and the DMI BIOS facts (sysfs.DMI_FILES); an mdev type's files (sources/mdev.py).
+_OTHER_READ_FILES = frozenset(THUNDERBOLT_FILES + DMI_FILES)
+_MDEV_TYPE_FILES = frozenset(("name", "description", "device_api", "available_instances"))
+#: Directories whose entries are links the readers follow (context, mdev, Thunderbolt, IOMMU
+#: units), and link names read anywhere: a slot's hotplug ``module``, an mdev's ``mdev_type``.
+_LINK_DIRS = frozenset((
+    "sys/bus/thunderbolt/devices", "sys/bus/pci_express/devices", "sys/class/iommu",
+    "sys/class/mdev_bus", "sys/bus/mdev/devices",
+))
+_OTHER_LINKS = frozenset(("module", "mdev_type"))
 #: Members the loader never reads (not unpacked) allowed in one archive: a capture by
 #: another tool may hold a few extra files; a bomb holds millions.
 MAX_UNREAD = 1 << 14
@@ -777,7 +788,9 @@ def member_cap(rel: str) -> int | None:
             return CONFIG_CAP
         if base in _DEVICE_FILE_SET or (base == "address" and rel.startswith("sys/bus/pci/slots/")) or (
             base == "type" and rel.startswith("sys/kernel/iommu_groups/")
-        ):
+        ) or base in _OTHER_READ_FILES or (
+            base in _MDEV_TYPE_FILES and "/mdev_supported_types/" in rel
+        ) or (base == "ecap" and "/intel-iommu/" in rel):
             return ATTR_CAP
         return None
     return _MEMBER_CAPS.get(rel)
@@ -787,9 +800,11 @@ def _useful_link(rel: str) -> bool:
     """A symlink the loader follows or reads."""
     rel = _inner(rel)
     parent, base = posixpath.split(rel)
-    if parent == _DEVICES_DIR or parent.startswith("sys/kernel/iommu_groups/"):
+    if parent == _DEVICES_DIR or parent.startswith("sys/kernel/iommu_groups/") or parent in _LINK_DIRS:
         return True
-    return rel.startswith("sys/") and (base in DEVICE_LINKS or (base.startswith("virtfn") and base[6:].isdigit()))
+    if rel == "sys/class/dmi/id" or (parent.endswith("/devices") and "/mdev_supported_types/" in parent):
+        return True
+    return rel.startswith("sys/") and (base in DEVICE_LINKS or base in _OTHER_LINKS or (base.startswith("virtfn") and base[6:].isdigit()))
 
 
 def _octal(field: bytes) -> int:
