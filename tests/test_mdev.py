@@ -362,3 +362,24 @@ def test_siov_needs_pasid_scalable_mode_and_mdev_types(topo):
     verdict, reasons = siov_status(known, addr)
     assert verdict is True, reasons
     assert siov_status(replace(dsa, mdev=MdevInfo((parent,), (), False)), addr)[0] is False
+
+
+def test_mdev_files_are_read_inside_the_root_only(tmp_path):
+    """A sysfs root is a jail for the mdev reader too: a type's file or directory whose link
+    leads out of the root is read as absent, never followed (the secret never shows)."""
+    root = build_tree(tmp_path / "root", with_mtty=False)
+    outside = tmp_path / "outside"
+    (outside / "t").mkdir(parents=True)
+    (outside / "secret").write_text("SECRET-OUTSIDE-THE-ROOT\n")
+    (outside / "t" / "name").write_text("SECRET-TYPE\n")
+    types = root / pci_dir(root, GPU) / "mdev_supported_types"
+    name = types / "i915-GVTg_V5_8" / "name"
+    name.unlink()
+    name.symlink_to(outside / "secret")  # an absolute link out of the root
+    (types / "i915-evil").symlink_to(outside / "t")
+    t = load_source(str(root))
+    gpu = t.mdev.parent(GPU)
+    assert {mt.id for mt in gpu.types} == {"i915-GVTg_V5_4", "i915-GVTg_V5_8"}
+    v58 = next(mt for mt in gpu.types if mt.id == "i915-GVTg_V5_8")
+    assert v58.name is None  # not the file outside the root
+    assert "SECRET" not in repr(t.mdev)

@@ -23,6 +23,7 @@ Links are resolved by string arithmetic inside the root; nothing is written.
 from __future__ import annotations
 
 import os
+import stat
 import posixpath
 from dataclasses import replace
 from typing import Callable, Iterable
@@ -42,19 +43,36 @@ INSTANCE_LINKS = ("mdev_type", "iommu_group", "driver", "subsystem")
 ECAP_SMTS = 1 << 43
 
 
-def _listdir(path: str) -> list[str] | None:
+def _inside(path: str, root: str) -> bool:
+    """The root is a jail: a path whose links lead out of it is read as absent."""
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    return top == os.sep or real == top or real.startswith(top + os.sep)
+
+
+def _listdir(path: str, root: str) -> list[str] | None:
+    if not _inside(path, root):
+        return None
     try:
         return sorted(os.listdir(path))
     except OSError:
         return None
 
 
-def _read(path: str) -> str | None:
+def _read(path: str, root: str) -> str | None:
+    if not _inside(path, root):
+        return None
     try:
-        with open(path, "rb") as f:
-            return f.read(65536).decode("utf-8", "replace").strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, 65536).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _link_name(path: str) -> str | None:
@@ -74,13 +92,13 @@ def _int(text: str | None) -> int | None:
 def parent_dirs(root: str, resolve: Callable[[str], str | None], pci_parents: Iterable[str] = ()) -> dict[str, str]:
     """Parent device directories (root-relative) by name, from every place the kernel shows them."""
     found: dict[str, str] = {}
-    for name in _listdir(os.path.join(root, CLASS_DIR)) or []:
+    for name in _listdir(os.path.join(root, CLASS_DIR), root) or []:
         rel = resolve(f"{CLASS_DIR}/{name}")
         if rel is not None:
             found.setdefault(name, rel)
     for rel in pci_parents:
         found.setdefault(posixpath.basename(rel), rel)
-    for uuid in _listdir(os.path.join(root, BUS_DIR)) or []:
+    for uuid in _listdir(os.path.join(root, BUS_DIR), root) or []:
         rel = resolve(f"{BUS_DIR}/{uuid}")
         if rel is not None:
             parent = posixpath.dirname(rel)
@@ -90,29 +108,29 @@ def parent_dirs(root: str, resolve: Callable[[str], str | None], pci_parents: It
 
 def _types(root: str, rel: str) -> tuple[MdevType, ...] | None:
     tdir = os.path.join(root, rel, TYPES)
-    ids = _listdir(tdir)
+    ids = _listdir(tdir, root)
     if ids is None:
         return None
     out = []
     for tid in ids:
         base = os.path.join(tdir, tid)
-        if not os.path.isdir(base):
+        if not _inside(base, root) or not os.path.isdir(base):
             continue
-        files = set(_listdir(base) or [])
-        desc = _read(os.path.join(base, "description")) if "description" in files else ABSENT
+        files = set(_listdir(base, root) or [])
+        desc = _read(os.path.join(base, "description"), root) if "description" in files else ABSENT
         out.append(MdevType(
             id=tid,
-            name=_read(os.path.join(base, "name")),
+            name=_read(os.path.join(base, "name"), root),
             description=desc,
-            device_api=_read(os.path.join(base, "device_api")),
-            available_instances=_int(_read(os.path.join(base, "available_instances"))),
+            device_api=_read(os.path.join(base, "device_api"), root),
+            available_instances=_int(_read(os.path.join(base, "available_instances"), root)),
         ))
     return tuple(out)
 
 
 def _instance(root: str, rel: str, parent: str, groups_exist: bool) -> MdevInstance:
     d = os.path.join(root, rel)
-    names = set(_listdir(d) or [])
+    names = set(_listdir(d, root) or [])
     mtype = _link_name(os.path.join(d, "mdev_type")) if "mdev_type" in names else None
     group = _link_name(os.path.join(d, "iommu_group")) if "iommu_group" in names else (ABSENT if groups_exist else None)
     drv = _link_name(os.path.join(d, "driver")) if "driver" in names else ABSENT
@@ -122,8 +140,8 @@ def _instance(root: str, rel: str, parent: str, groups_exist: bool) -> MdevInsta
 def scalable_mode(root: str, cmdline: str | None) -> bool | None:
     """Intel VT-d scalable mode: every unit's ECAP.SMTS and ``intel_iommu=sm_on|sm_off``."""
     units = []
-    for unit in _listdir(os.path.join(root, IOMMU_CLASS)) or []:
-        text = _read(os.path.join(root, IOMMU_CLASS, unit, "intel-iommu", "ecap"))
+    for unit in _listdir(os.path.join(root, IOMMU_CLASS), root) or []:
+        text = _read(os.path.join(root, IOMMU_CLASS, unit, "intel-iommu", "ecap"), root)
         if text:
             try:
                 units.append(int(text, 16))
@@ -186,12 +204,12 @@ def read_mdev(
             path=None if bus == "pci" else rel,
             types=_types(root, rel),
         ))
-        for entry in _listdir(d) or []:
+        for entry in _listdir(d, root) or []:
             if is_uuid(entry) and os.path.lexists(os.path.join(d, entry, "mdev_type")):
                 instances.append(_instance(root, f"{rel}/{entry}", name, groups_exist))
                 seen.add(entry)
     # Instances on the mdev bus whose parent directory did not list them (partial copies).
-    for uuid in _listdir(os.path.join(root, BUS_DIR)) or []:
+    for uuid in _listdir(os.path.join(root, BUS_DIR), root) or []:
         if uuid in seen or not is_uuid(uuid):
             continue
         rel = resolve(f"{BUS_DIR}/{uuid}")
@@ -200,8 +218,8 @@ def read_mdev(
             instances.append(_instance(root, rel, posixpath.basename(posixpath.dirname(rel)), groups_exist))
     # The groups name their members too: an mdev's group holds its UUID (and no PCI address).
     in_group: dict[str, str] = {}
-    for label in _listdir(os.path.join(root, GROUPS_DIR)) or []:
-        for member in _listdir(os.path.join(root, GROUPS_DIR, label, "devices")) or []:
+    for label in _listdir(os.path.join(root, GROUPS_DIR), root) or []:
+        for member in _listdir(os.path.join(root, GROUPS_DIR, label, "devices"), root) or []:
             if not is_uuid(member):
                 continue
             in_group.setdefault(member, label)
@@ -223,7 +241,7 @@ def unexplained_groups(root: str, labels: Iterable[str], explained: set[str]) ->
     for label in labels:
         if label in explained:
             continue
-        members = _listdir(os.path.join(root, GROUPS_DIR, label, "devices")) or []
+        members = _listdir(os.path.join(root, GROUPS_DIR, label, "devices"), root) or []
         if members:
             what = ", ".join(members[:4]) + (f" and {len(members) - 4} more" if len(members) > 4 else "")
             out.append(f"IOMMU group {label} holds {what}: neither a PCI function nor a mediated device this source shows")
