@@ -626,23 +626,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_topologies(args: argparse.Namespace) -> int:
-    from .sources import builtin_dir
+    from .sources import builtin_descriptions
 
-    for name in builtin_names():
-        desc = ""
-        try:
-            with open(builtin_dir() / f"{name}.yaml", encoding="utf-8") as f:
-                for line in f:
-                    if line.startswith("description:"):
-                        import yaml
-
-                        try:
-                            desc = str(yaml.safe_load(line)["description"])
-                        except (yaml.YAMLError, KeyError, TypeError):
-                            desc = line.split(":", 1)[1].strip()
-                        break
-        except OSError:
-            pass
+    for name, desc in builtin_descriptions():
         print(f"{name:32} {desc}")
     return 0
 

@@ -120,18 +120,9 @@ def _base(topology: Topology) -> KernelContext:
 
 
 def _vendor(units: tuple[str, ...] | None) -> str | None:
-    if not units:
-        return None
-    for u in units:
-        if u.startswith("dmar"):
-            return "intel"
-        if u.startswith("ivhd"):
-            return "amd"
-        if "smmu" in u:
-            return "arm-smmu"
-        if "viommu" in u or "virtio" in u:
-            return "virtio-iommu"
-    return units[0]
+    from ..sources.context import iommu_vendor  # one reading of /sys/class/iommu unit names
+
+    return iommu_vendor(units) if units else None
 
 
 def _rules_fact(release: Fact) -> Fact:

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..model import Topology
 from .errors import SourceError
 
-__all__ = ["SourceError", "load_source", "detect_kind", "builtin_dir", "builtin_names", "live_root"]
+__all__ = ["SourceError", "load_source", "detect_kind", "builtin_dir", "builtin_descriptions", "builtin_names", "live_root"]
 
 _SNIFF_BYTES = 64 * 1024
 
@@ -36,6 +36,28 @@ def builtin_names() -> list[str]:
     if not d.is_dir():
         return []
     return sorted(p.stem for p in d.glob("*.yaml"))
+
+
+def builtin_descriptions() -> list[tuple[str, str]]:
+    """The bundled machines (``builtin:NAME``) with the one-line ``description:`` of each."""
+    import yaml
+
+    out = []
+    for name in builtin_names():
+        desc = ""
+        try:
+            with open(builtin_dir() / f"{name}.yaml", encoding="utf-8") as f:
+                for line in f:
+                    if line.startswith("description:"):
+                        try:
+                            desc = str(yaml.safe_load(line)["description"])
+                        except (yaml.YAMLError, KeyError, TypeError):
+                            desc = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+        out.append((name, desc))
+    return out
 
 
 def live_root() -> str:

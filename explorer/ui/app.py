@@ -305,26 +305,9 @@ class ModeTree(Tree[Any]):
 
 def _bundled() -> list[tuple[str, str]]:
     """The bundled machines (builtin:NAME) with their one-line descriptions."""
-    import yaml
+    from ..sources import builtin_descriptions
 
-    from ..sources import builtin_dir, builtin_names
-
-    out = []
-    for name in builtin_names():
-        desc = ""
-        try:
-            with open(builtin_dir() / f"{name}.yaml", encoding="utf-8") as f:
-                for line in f:
-                    if line.startswith("description:"):
-                        try:
-                            desc = str(yaml.safe_load(line)["description"])
-                        except (yaml.YAMLError, KeyError, TypeError):
-                            desc = line.split(":", 1)[1].strip()
-                        break
-        except OSError:
-            pass
-        out.append((name, desc))
-    return out
+    return builtin_descriptions()
 
 
 class TopologyLoaded(Message):
