@@ -120,7 +120,7 @@ def _base(topology: Topology) -> KernelContext:
 
 
 def _vendor(units: tuple[str, ...] | None) -> str | None:
-    from ..sources.context import iommu_vendor  # one reading of /sys/class/iommu unit names
+    from ..model.context import iommu_vendor  # one reading of /sys/class/iommu unit names
 
     return iommu_vendor(units) if units else None
 

@@ -137,3 +137,17 @@ class KernelContext:
             out.append(f"slot hotplug at {a}: {f.describe()}")
         out += [f"override: {o}" for o in self.overrides]
         return out
+
+
+def iommu_vendor(units: tuple[str, ...]) -> str | None:
+    """The IOMMU's maker from its unit names in /sys/class/iommu."""
+    for u in units:
+        if u.startswith("dmar"):
+            return "intel"
+        if u.startswith("ivhd"):
+            return "amd"
+        if "smmu" in u:
+            return "arm-smmu"
+        if "viommu" in u or "virtio" in u:
+            return "virtio-iommu"
+    return units[0] if units else None

@@ -25,6 +25,7 @@ import posixpath
 from dataclasses import replace
 
 from ..model import Address, Function, PcieType, SlotInfo, is_address, present
+from ..model.context import iommu_vendor
 
 SLOTS_DIR = "sys/bus/pci/slots"
 SERVICES_DIR = "sys/bus/pci_express/devices"
@@ -82,18 +83,6 @@ def read_port_services(root: str, resolve) -> dict[str, list[tuple[str, str | No
     return out
 
 
-def iommu_vendor(units: tuple[str, ...]) -> str | None:
-    """The IOMMU's maker from its unit names in /sys/class/iommu."""
-    for u in units:
-        if u.startswith("dmar"):
-            return "intel"
-        if u.startswith("ivhd"):
-            return "amd"
-        if "smmu" in u:
-            return "arm-smmu"
-        if "viommu" in u or "virtio" in u:
-            return "virtio-iommu"
-    return units[0] if units else None
 
 
 def read_sysfs_context(root: str, functions: list[Function], resolve) -> tuple[list[Function], dict]:

@@ -69,6 +69,7 @@ from typing import BinaryIO, Callable
 from ..model import Topology, is_address
 from .config import ECAP_DSN
 from .errors import SourceError
+from ..fileio import umask
 from .sysfs import ATTR_CAP, CONFIG_CAP, DEVICE_FILES, DEVICE_LINKS, DMI_DIR, DMI_FILES, FILE_CAPS, THUNDERBOLT_FILES, load_sysfs
 
 __all__ = [
@@ -566,17 +567,6 @@ class _Collector:
                 self.tree.skip(rel, f"link target {self.links.pop(rel)} {why}")
 
 
-def _umask() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
 def _write_tar(fileobj: BinaryIO, col: _Collector, meta: dict[str, object]) -> None:
     mtime = int(time.time())
     files = dict(col.files)
@@ -654,7 +644,7 @@ def capture(
         with os.fdopen(fd, "wb") as f:
             _write_tar(f, col, meta)
             f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.fchmod(f.fileno(), 0o666 & ~umask())
             os.fsync(f.fileno())
             report.archive_bytes = os.fstat(f.fileno()).st_size
         if overwrite:
