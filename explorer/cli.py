@@ -19,7 +19,7 @@ from .export.envelope import envelope
 from .fileio import OutputExists, write_atomic, write_many_atomic, write_tree_atomic
 from .model.safe_text import clean, one_line
 from .model import Address, AddressError, Topology
-from .sources import SourceError, builtin_names, live_root, load_source
+from .sources import SourceError, live_root, load_source
 
 PROG = "pci-explorer"
 #: Largest machine `generate` makes (the benchmarks go to 10^5).
@@ -499,7 +499,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .plan import check, check_json, has_errors, load_plan, render_findings
+    from .plan import check, has_errors, load_plan, render_findings
 
     plan = load_plan(args.plan)
     t = _plan_topology(plan, args.source)

@@ -29,6 +29,7 @@ __all__ = [
     "OutputExists",
     "OutputRefused",
     "check_target",
+    "commit",
     "umask",
     "write_atomic",
     "write_many_atomic",
@@ -148,7 +149,7 @@ def _unlink(p: str) -> None:
         pass
 
 
-def _commit(tmp: str, path: Path, overwrite: bool) -> None:
+def commit(tmp: str, path: Path, overwrite: bool) -> None:
     """Move the staged ``tmp`` to ``path``; never over a name that appeared meanwhile
     (without ``overwrite``) and never over a non-regular file."""
     if overwrite:
@@ -207,7 +208,7 @@ def write_many_atomic(
         for p, raw, mode, existed in todo:
             staged.append((p, _stage(p, raw, mode), existed))
         for p, tmp, existed in staged:
-            _commit(tmp, p, overwrite)
+            commit(tmp, p, overwrite)
             if not existed:
                 placed.append(p)
     except BaseException:

@@ -75,32 +75,6 @@ def groups_json(t: Topology, pred: GroupPrediction, *, which: str = "predicted",
     return envelope("groups", t, payload)
 
 
-def reported_text(t: Topology, pred: GroupPrediction, *, explain: bool = False) -> str:
-    """The groups as the kernel reported them; with ``explain``, why (from the prediction)."""
-    out = [f"IOMMU groups of {t.source.location}, as the kernel reported them"]
-    if pred.reported_override:
-        out.append(
-            f"note: this kernel ran with pcie_acs_override={pred.reported_override} (an out-of-tree patch): "
-            "these groups are not a stock kernel's"
-        )
-    out.append("")
-    for label, members in t.reported_groups.items():
-        out.append(f"group {label}: {len(members)} device{'s' if len(members) != 1 else ''}")
-        for a in members:
-            fn = t.functions[a]
-            kind = f"  {fn.pcie_type.label}" if fn.pcie_type else ""
-            out.append(f"  {a}  {names.short_name(fn)}{kind}")
-        if explain:
-            lab = pred.group_of.get(members[0])
-            if lab is not None and frozenset(pred.groups.get(lab, ())) == frozenset(members):
-                out.extend(f"    why: {r}" for r in pred.explanations.get(lab, []))
-            else:
-                out.append("    why: the prediction groups these devices differently; run with --compare")
-        out.append("")
-    out.extend(_mdev.groups_text(t))
-    return "\n".join(out).rstrip()
-
-
 def compare_text(t: Topology, pred: GroupPrediction) -> str:
     mism = pred.compare(t.reported_groups)
     if not mism:
@@ -115,60 +89,6 @@ def compare_text(t: Topology, pred: GroupPrediction) -> str:
             for r in pred.explanations.get(label, []):
                 out.append(f"      why predicted {label}: {r}")
     return "\n".join(out)
-
-
-def groups_text(t: Topology, pred: GroupPrediction, *, explain: bool = True) -> str:
-    out: list[str] = []
-    reported = t.reported_groups
-    head = f"IOMMU groups of {t.source.location}, predicted from the hardware (drivers/iommu/iommu.c pci_device_group)"
-    out.append(head)
-    if pred.hypothetical:
-        out.append("HYPOTHETICAL: " + "; ".join(pred.assumptions))
-    if pred.reported_override:
-        out.append(
-            f"note: this kernel ran with pcie_acs_override={pred.reported_override} (an out-of-tree patch): "
-            "its reported groups are not a stock kernel's"
-        )
-    if not reported:
-        out.append("The source reports no groups to compare with.")
-    out.append("")
-    for label, members in pred.groups.items():
-        rep = _reported_label(t, members) if reported else None
-        tag = ""
-        if reported:
-            tag = f" (= kernel group {rep})" if rep is not None else " (the kernel grouped these differently)"
-        out.append(f"group {label}{tag}: {len(members)} device{'s' if len(members) != 1 else ''}")
-        for a in members:
-            fn = t.functions[a]
-            kind = f"  {fn.pcie_type.label}" if fn.pcie_type else ""
-            out.append(f"  {a}  {names.short_name(fn)}{kind}")
-        if explain:
-            for reason in pred.explanations.get(label, []):
-                out.append(f"    why: {reason}")
-        out.append("")
-    if pred.no_group:
-        out.append("Devices the kernel gave no group:")
-        for a, why in pred.no_group.items():
-            out.append(f"  {a}: {why}")
-        out.append("")
-    if reported:
-        mism = pred.compare(reported)
-        if mism:
-            out.append(f"{len(mism)} difference(s) from the kernel's groups:")
-            out.extend(f"  - {m.message}" for m in mism)
-        else:
-            out.append("The prediction matches the kernel's reported groups exactly.")
-    mdev_rows = _mdev.group_rows(t)
-    if mdev_rows:
-        out.append("")
-        out.append(f"Mediated devices: vfio gives each its own group (not predicted from PCI; reported as "
-                   f"{', '.join('group ' + k for k, _u, _w in mdev_rows)})")
-    for w in pred.warnings:
-        out.append(f"warning: {w}")
-    return "\n".join(out).rstrip()
-
-
-# ---- ls-iommu style: one line per function, a verdict per group ---------------------------------
 
 
 def _is_bridge(fn) -> bool:

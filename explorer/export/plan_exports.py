@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 from xml.sax.saxutils import escape, quoteattr
 
 from ..model import ABSENT, Address, Topology
 from ..model.safe_text import one_line
 from ..plan import Plan, check, has_errors
 from ..plan.actions import Assign, AssignMdev, Bind, HotAdd, HotRemove, KernelParam, Mdev, MdevRemove, Sriov, Trust, Unbind
-from ..plan.apply import Simulation, class_base, merged_cmdline, simulate
+from ..plan.apply import Simulation, merged_cmdline, simulate
 from ..plan.rules import ERROR, Finding
 from ..plan.validate import findings_json, topology_index
 from .envelope import envelope
@@ -652,7 +652,6 @@ def mdevctl_documents(ctx: _Ctx) -> dict[str, tuple[Address, str, str]]:
 
 
 def render_qemu(ctx: _Ctx) -> str:
-    sim = ctx.sim
     out = [f"# {TOOL}: QEMU arguments per VM from the plan for {one_line(' '.join(ctx.plan.source.spec.split()))}",
            "# functions of one device share a guest slot (multifunction=on on function 0); guest slots start at 0x10"]
     for vm, devs in _vm_devices(ctx).items():

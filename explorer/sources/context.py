@@ -25,7 +25,6 @@ import posixpath
 from dataclasses import replace
 
 from ..model import Address, Function, PcieType, SlotInfo, is_address, present
-from ..model.context import iommu_vendor
 
 SLOTS_DIR = "sys/bus/pci/slots"
 SERVICES_DIR = "sys/bus/pci_express/devices"

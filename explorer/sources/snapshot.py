@@ -69,7 +69,7 @@ from typing import BinaryIO, Callable
 from ..model import Topology, is_address
 from .config import ECAP_DSN
 from .errors import SourceError
-from ..fileio import umask
+from ..fileio import OutputExists, commit, umask
 from .sysfs import ATTR_CAP, CONFIG_CAP, DEVICE_FILES, DEVICE_LINKS, DMI_DIR, DMI_FILES, FILE_CAPS, THUNDERBOLT_FILES, load_sysfs
 
 __all__ = [
@@ -647,20 +647,11 @@ def capture(
             os.fchmod(f.fileno(), 0o666 & ~umask())
             os.fsync(f.fileno())
             report.archive_bytes = os.fstat(f.fileno()).st_size
-        if overwrite:
-            os.replace(tmp, out_path)
-        else:
-            # link() fails if the name appeared meanwhile: no overwrite even in a race.
-            try:
-                os.link(tmp, out_path)
-            except FileExistsError:
-                raise SnapshotExists(out_path) from None
-            except OSError:
-                if os.path.lexists(out_path):
-                    raise SnapshotExists(out_path) from None
-                os.replace(tmp, out_path)
-            else:
-                os.unlink(tmp)
+        try:
+            # never over a name that appeared meanwhile, nor over a non-regular file (fileio)
+            commit(tmp, Path(out_path), overwrite)
+        except OutputExists:
+            raise SnapshotExists(out_path) from None
     except BaseException:
         try:
             os.unlink(tmp)

@@ -34,7 +34,6 @@ from ..model import (
     Function,
     HostBridge,
     LinkInfo,
-    PcieType,
     SlotInfo,
     SourceInfo,
     SriovCap,

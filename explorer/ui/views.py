@@ -16,7 +16,7 @@ from rich.text import Text
 from ..export.topology import device_badges, render_device, root_bus_line
 from ..kernel import trust as trust_rules
 from ..model import Address, Topology, names, present
-from ..model.display import DisplayTree, NodeKey, RootBusKey
+from ..model.display import DisplayTree, RootBusKey
 from .mdev import MdevKey, mdev_details, mdev_keys, mdev_label
 
 

@@ -43,7 +43,6 @@ from ...model import (
     BarKind,
     BridgeInfo,
     Function,
-    SourceInfo,
     Topology,
     Window,
     WindowKind,
@@ -774,41 +773,31 @@ def compare_layouts(predicted: Topology, actual: Topology) -> dict[str, tuple[in
     Functions are matched by address (both are numbered by the same kernel rules). Returns
     ``{"windows": (equal, total, mismatches), "bars": ..., "buses": ...}``.
     """
-    out: dict[str, tuple[int, int, list[str]]] = {}
-    counts = {"windows": [0, 0, []], "bars": [0, 0, []], "buses": [0, 0, []]}
+    equal = {"windows": 0, "bars": 0, "buses": 0}
+    total = dict(equal)
+    misses: dict[str, list[str]] = {k: [] for k in equal}
+
+    def tally(kind: str, want: object, got: object, what: str) -> None:
+        total[kind] += 1
+        if got == want:
+            equal[kind] += 1
+        else:
+            misses[kind].append(f"{what} {_fmt(want)} predicted {_fmt(got)}")
+
     for fn in actual:
         if fn.is_virtfn:
             continue
         p = predicted.get(fn.address)
         if present(fn.bridge):
-            c = counts["buses"]
-            c[1] += 1  # type: ignore[operator]
             got = p.bridge.bus_range if p is not None and present(p.bridge) else None  # type: ignore[union-attr]
-            if got == fn.bridge.bus_range:  # type: ignore[union-attr]
-                c[0] += 1  # type: ignore[operator]
-            else:
-                c[2].append(f"{fn.address} bus {fn.bridge.bus_range} predicted {got}")  # type: ignore[union-attr, attr-defined]
-            wa = _wins(fn)
+            tally("buses", fn.bridge.bus_range, got, f"{fn.address} bus")  # type: ignore[union-attr]
             wp = _wins(p) if p is not None else {}
-            for k, v in wa.items():
-                c = counts["windows"]
-                c[1] += 1  # type: ignore[operator]
-                if wp.get(k) == v:
-                    c[0] += 1  # type: ignore[operator]
-                else:
-                    c[2].append(f"{fn.address} {k} window {_fmt(v)} predicted {_fmt(wp.get(k))}")  # type: ignore[attr-defined]
-        ba = _bars(fn)
+            for k, v in _wins(fn).items():
+                tally("windows", v, wp.get(k), f"{fn.address} {k} window")
         bp = _bars(p) if p is not None else {}
-        for k, v in ba.items():
-            c = counts["bars"]
-            c[1] += 1  # type: ignore[operator]
-            if bp.get(k) == v:
-                c[0] += 1  # type: ignore[operator]
-            else:
-                c[2].append(f"{fn.address} {k} {_fmt(v)} predicted {_fmt(bp.get(k))}")  # type: ignore[attr-defined]
-    for k, (e, t, m) in counts.items():  # type: ignore[misc]
-        out[k] = (e, t, m)  # type: ignore[assignment]
-    return out
+        for k, v in _bars(fn).items():
+            tally("bars", v, bp.get(k), f"{fn.address} {k}")
+    return {k: (equal[k], total[k], misses[k]) for k in equal}
 
 
 # =============================================================================================
