@@ -173,7 +173,7 @@ def cmd_groups(args: argparse.Namespace) -> int:
             return 2
         equal = not pred.compare(t.reported_groups)
         if args.json:
-            _print_json(groups_json(t, pred, which="predicted", equal=equal))
+            _print_json(groups_json(t, pred, which="predicted", equal=equal, stream=True))
         else:
             print(compare_text(t, pred))
         return 0 if equal else 1
@@ -182,7 +182,7 @@ def cmd_groups(args: argparse.Namespace) -> int:
         raise CliError(f"{t.source.location} reports no IOMMU groups (use --predict)")
     which = "reported" if (args.reported or (has_reported and not args.predict and not what_if)) else "predicted"
     if args.json:
-        _print_json(groups_json(t, pred, which=which))
+        _print_json(groups_json(t, pred, which=which, stream=True))
         return 0
     if t.source.iommu_present is False and which == "predicted" and not (args.predict or what_if):
         # No IOMMU: say why there are no groups and what to set, then what the kernel would form.

@@ -55,6 +55,21 @@ def test_streamed_tree_document_is_byte_identical(unpacked, name, monkeypatch):
         assert buf.getvalue() == plain + "\n"
 
 
+@pytest.mark.parametrize("name", CAPTURES)
+def test_streamed_groups_document_is_byte_identical(unpacked, name, monkeypatch):
+    t = load_source(str(unpacked(name)))
+    pred = predict_groups(t)
+    for which in ("reported", "predicted"):
+        whole = groups_json(t, pred, which=which)
+        assert isinstance(whole["groups"], list) and whole["groups"]
+        monkeypatch.setattr(jsonout, "BATCH", 2)
+        for pretty in (False, True):
+            buf = io.StringIO()
+            jsonout.write_json(groups_json(t, pred, which=which, stream=True), buf, pretty=pretty)
+            plain = json.dumps(whole, indent=2) if pretty else json.dumps(whole, separators=(",", ":"))
+            assert buf.getvalue() == plain + "\n"
+
+
 def test_streaming_edge_cases():
     cases = [
         {"a": iter([]), "b": 1},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from ..kernel.groups import GroupPrediction
@@ -31,40 +32,47 @@ def _reason(pred: GroupPrediction, members: tuple) -> str:
     return " ".join(pred.explanations.get(label, []))
 
 
-def groups_json(t: Topology, pred: GroupPrediction, *, which: str = "predicted", equal: bool | None = None) -> dict[str, Any]:
+def groups_json(t: Topology, pred: GroupPrediction, *, which: str = "predicted", equal: bool | None = None,
+                stream: bool = False) -> dict[str, Any]:
     """The envelope and ``{"view": "predicted"|"reported"|"compare", "groups": [{"id", "devices", "reason"}], ...}``.
 
     ``equal`` (for ``--compare``) says whether prediction and report agree; the view is then
-    ``compare`` and ``groups`` are the predicted ones."""
+    ``compare`` and ``groups`` are the predicted ones. With ``stream``, ``groups`` and
+    ``predicted`` are iterators that build each row as it is written (explorer.jsonout), so
+    a machine with 100,000 groups never holds its document whole."""
     reported = t.reported_groups
     mismatches = pred.compare(reported) if reported else []
     by_set = _reported_by_set(t) if reported else {}
-    if which == "reported":
-        rows = [{"id": k, "devices": [str(a) for a in v], "reason": _reason(pred, v)} for k, v in reported.items()]
-        # vfio's own groups for mediated devices: UUIDs, not PCI functions (export/mdev.py).
-        rows += [{"id": k, "devices": list(u), "reason": why, "mdev": True} for k, u, why in _mdev.group_rows(t)]
-    else:
-        rows = [
-            {"id": k, "devices": [str(a) for a in v], "reason": " ".join(pred.explanations.get(k, []))}
-            for k, v in pred.groups.items()
-        ]
-    payload: dict[str, Any] = {
-        "view": "compare" if equal is not None else which,
-        "groups": rows,
-        "location": t.source.location,
-        "hypothetical": pred.hypothetical,
-        "assumptions": list(pred.assumptions),
-        "warnings": list(pred.warnings),
-        "reported_override": pred.reported_override,
-        "predicted": [
-            {
+
+    def group_rows() -> Iterator[dict[str, Any]]:
+        if which == "reported":
+            for k, v in reported.items():
+                yield {"id": k, "devices": [str(a) for a in v], "reason": _reason(pred, v)}
+            # vfio's own groups for mediated devices: UUIDs, not PCI functions (export/mdev.py).
+            for k, u, why in _mdev.group_rows(t):
+                yield {"id": k, "devices": list(u), "reason": why, "mdev": True}
+        else:
+            for k, v in pred.groups.items():
+                yield {"id": k, "devices": [str(a) for a in v], "reason": " ".join(pred.explanations.get(k, []))}
+
+    def predicted_rows() -> Iterator[dict[str, Any]]:
+        for label, members in pred.groups.items():
+            yield {
                 "label": label,
                 "members": [str(a) for a in members],
                 "reasons": list(pred.explanations.get(label, [])),
                 "reported_as": _reported_label(t, members, by_set) if reported else None,
             }
-            for label, members in pred.groups.items()
-        ],
+
+    payload: dict[str, Any] = {
+        "view": "compare" if equal is not None else which,
+        "groups": group_rows() if stream else list(group_rows()),
+        "location": t.source.location,
+        "hypothetical": pred.hypothetical,
+        "assumptions": list(pred.assumptions),
+        "warnings": list(pred.warnings),
+        "reported_override": pred.reported_override,
+        "predicted": predicted_rows() if stream else list(predicted_rows()),
         "no_group": {str(a): why for a, why in pred.no_group.items()},
         "matches_reported": (not mismatches) if reported else None,
         "mismatches": [m.message for m in mismatches],

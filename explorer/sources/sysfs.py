@@ -16,6 +16,7 @@ for the root buses' bus ranges, and mediated devices (``sys/class/mdev_bus``,
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import posixpath
@@ -288,14 +289,16 @@ class _DevDir:
     fast as pciutils reads it.
     """
 
-    __slots__ = ("fd", "names", "path")
+    __slots__ = ("error", "fd", "names", "path")
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.error = 0
         try:
             self.fd: int | None = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-        except OSError:
+        except OSError as e:
             self.fd = None
+            self.error = e.errno or -1
             self.names: frozenset[str] = frozenset()
             return
         try:
@@ -312,9 +315,23 @@ class _DevDir:
             self.fd = None
 
     def raw(self, name: str, limit: int = ATTR_CAP) -> bytes | None:
-        if self.fd is None or name not in self.names:
+        # read_file(name, limit, dir_fd=self.fd, single=True), inlined: a big tree reads
+        # some 60,000 attributes, and the call costs as much as the system calls.
+        if name not in self.names or self.fd is None:
             return None
-        return read_file(name, limit, dir_fd=self.fd, label=f"{self.path}/{name}", single=True)
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=self.fd)
+        except OSError:
+            return None
+        try:
+            data = os.read(fd, limit + 1)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if len(data) > limit:
+            raise SourceError(f"more than {limit} bytes: not a sysfs attribute (refused)", path=f"{self.path}/{name}")
+        return data
 
     def text(self, name: str) -> str | None:
         data = self.raw(name)
@@ -624,19 +641,54 @@ def read_thunderbolt(r: "_Root") -> "tuple[ThunderboltDevice, ...] | None":
     return tuple(out)
 
 
+def _device_dirs(r: _Root, devdir: str, name: str, parents: dict[str, str | None]) -> tuple[str | None, bool]:
+    """(root-relative directory of device ``name``, whether it still needs the full check).
+
+    The fast path for the kernel's layout (``devices/NAME`` a link to ``.../NAME``): one
+    readlink, the directory part resolved inside the root once per parent (``parents``), and
+    the last component left to _DevDir's O_NOFOLLOW open, which refuses a link there. Anything
+    else (an absolute target, ``..`` after a name, a link named otherwise) takes
+    ``resolve_link``, one component at a time."""
+    link = f"{devdir}/{name}"
+    try:
+        target = os.readlink(os.path.join(r.root, link))
+    except OSError:
+        return r.resolve_link(link), True
+    head, _, last = target.rpartition("/")
+    if last != name or not head or target.startswith("/"):
+        return r.resolve_link(link), True
+    try:
+        base = parents[head]
+    except KeyError:
+        base = parents[head] = r.resolve_in_root(f"{devdir}/{head}")
+    if base is None:
+        return None, True
+    return f"{base}/{last}", False
+
+
 def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, mdev_dirs=None) -> None:
     seen: dict[str, str] = {}
+    parents: dict[str, str | None] = {}
+    devdir = r.resolve_in_root(devdir) or devdir
     for name in names:
         addr = Address.parse(name)
-        rel = r.resolve_link(f"{devdir}/{name}")
-        if rel is None:
+        rel, checked = _device_dirs(r, devdir, name, parents)
+        if rel is not None and not checked:
+            d = _DevDir(r.abs(rel))
+            if d.fd is None and d.error != errno.ENOENT:
+                # Not a plain directory (a link, say): resolve it inside the root instead.
+                rel = r.resolve_link(f"{devdir}/{name}")
+                d = _DevDir(r.abs(rel)) if rel is not None else None
+        else:
+            d = _DevDir(r.abs(rel)) if rel is not None else None
+        if rel is None or d is None or (d.fd is None and d.error == errno.ENOENT):
             warnings.append(f"{devdir}/{name}: link leads nowhere inside the tree; skipped")
             continue
         if rel in seen:
+            d.close()
             # The kernel gives every function its own directory.
             raise SourceError(f"{devdir}/{seen[rel]} and {name} lead to the same directory {rel}: refused", path=r.root)
         seen[rel] = name
-        d = _DevDir(r.abs(rel))
         try:
             fn, hb = _load_from_dir(d, r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings)
             if mdev_dirs is not None and "mdev_supported_types" in d.names:
@@ -894,7 +946,8 @@ def _load_from_dir(
     physfn_name = d.link("physfn")
     physfn = Address.parse(physfn_name) if physfn_name and is_address(physfn_name) else None
     virtfns = []
-    for f in sorted(present_files):
+    # Only a PF has virtfnN links (and then sriov_totalvfs too); spare every other device the scan.
+    for f in sorted(present_files) if "sriov_totalvfs" in present_files or "virtfn0" in present_files else ():
         if f.startswith("virtfn") and f[6:].isdigit():
             vn = d.link(f)
             if vn and is_address(vn):
