@@ -17,7 +17,7 @@ from pathlib import Path
 from ..model import Topology
 from .errors import SourceError
 
-__all__ = ["SourceError", "load_source", "detect_kind", "builtin_dir", "builtin_descriptions", "builtin_names", "live_root"]
+__all__ = ["SourceError", "load_source", "preview_source", "detect_kind", "builtin_dir", "builtin_descriptions", "builtin_names", "live_root"]
 
 _SNIFF_BYTES = 64 * 1024
 
@@ -130,6 +130,37 @@ def load_source(spec: str | None = None) -> Topology:
     except TopologyError as e:
         raise SourceError(str(e), path=spec or live_root()) from None
     return scrub_text(check_topology(t))
+
+
+#: Functions a preview reads: more rows than the tallest terminal shows.
+PREVIEW_FUNCTIONS = 400
+#: Below this many functions the whole machine loads about as fast as a preview: no preview.
+PREVIEW_FROM = 3000
+
+
+def preview_source(spec: str | None, functions: int = PREVIEW_FUNCTIONS) -> tuple[Topology, int] | None:
+    """The first ``functions`` functions of a large sysfs SOURCE (live or a directory) and how
+    many it has in all, for a first screen while the whole loads (sysfs.preview_sysfs); None
+    when the source is small or not a sysfs tree (the others are read whole at once).
+    Raises SourceError as :func:`load_source` would."""
+    from ..model.topology import TopologyError
+    from .consistency import check_topology, scrub_text
+    from .sysfs import preview_sysfs
+
+    if spec is None or spec == "":
+        root = live_root()
+        location = "this machine" if root == "/" else root
+    elif detect_kind(spec) == "sysfs":
+        root = location = spec
+    else:
+        return None
+    try:
+        t, total = preview_sysfs(root, functions, location=location)
+    except TopologyError as e:
+        raise SourceError(str(e), path=root) from None
+    if total < PREVIEW_FROM:
+        return None
+    return scrub_text(check_topology(t)), total
 
 
 def _load_source(spec: str | None) -> Topology:

@@ -512,16 +512,53 @@ def _version_at_least(release: str | None, want: tuple[int, int]) -> bool | None
     return (int(m.group(1)), int(m.group(2))) >= want
 
 
-def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | None = None) -> Topology:
-    """Read the PCI tree under ``root`` (a directory holding ``sys/``)."""
-    r = _Root(root)
+def _canonical(n: str) -> bool:
+    """``n`` is a function name as the kernel writes it (dddd:bb:dd.f, lower-case hex)."""
+    return (len(n) == 12 and n[4] == ":" and n[7] == ":" and n[10] == "." and n[11] in "01234567"
+            and _HEXCHARS.issuperset(n[:4] + n[5:7] + n[8:10]))
+
+
+_HEXCHARS = frozenset("0123456789abcdef")
+
+
+def _device_names(r: "_Root") -> list[str]:
+    """The functions ``sys/bus/pci/devices`` lists, in address order."""
     devdir = "sys/bus/pci/devices"
     listed = _listing(r.jailed(devdir), r.abs(devdir))
     if listed is None:
         raise SourceError("no PCI device list here", path=r.abs(devdir))
-    names = sorted(n for n in listed if is_address(n))
+    names = [n for n in listed if _canonical(n) or is_address(n)]
     if len(names) > MAX_DEVICES:
         raise SourceError(f"{len(names)} devices, more than {MAX_DEVICES}: refused", path=r.abs(devdir))
+    # The kernel's names (%04x:%02x:%02x.%d) sort in address order by length, then as text.
+    if all(n[-2] == "." and n[-5] == ":" and n[-8] == ":" and len(n) >= 12 and n == n.lower() for n in names):
+        names.sort(key=lambda n: (len(n), n))
+    else:
+        names.sort(key=_address_key)
+    return names
+
+
+def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | None = None) -> Topology:
+    """Read the PCI tree under ``root`` (a directory holding ``sys/``)."""
+    r = _Root(root)
+    return _load_sysfs(r, _device_names(r), kind=kind, location=location, preview=False)
+
+
+def preview_sysfs(root: str | Path = "/", functions: int = 400, *, location: str | None = None) -> tuple[Topology, int]:
+    """The first ``functions`` functions under ``root`` in address order, and how many there
+    are in all: a first screen while the whole tree loads.
+
+    A bridge's secondary bus is above its own, so every function of the preview has its
+    upstream bridges in it too (a VMD domain sorts after domain 0000, where its VMD device
+    is). A PF keeps the VFs the preview read. What costs a pass over the whole machine
+    (slot names and drivers, the types of groups not shown, other buses) is left out."""
+    r = _Root(root)
+    names = _device_names(r)
+    return _load_sysfs(r, names[:functions], kind="sysfs", location=location, preview=True), len(names)
+
+
+def _load_sysfs(r: "_Root", names: list[str], *, kind: str, location: str | None, preview: bool) -> Topology:
+    devdir = "sys/bus/pci/devices"
     release = kernel_release(r)
     removable_known = _version_at_least(release, (5, 13))
     reset_known = _version_at_least(release, (5, 15))
@@ -530,7 +567,7 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
     group_labels = sorted(_listing(groups_dir, r.abs("sys/kernel/iommu_groups")) or []) if groups_exist else []
     slots_dir = r.jailed("sys/bus/pci/slots")
     slots_exist = slots_dir is not None and os.path.isdir(slots_dir)
-    slot_names = _read_slots(r)
+    slot_names = _read_slots(r) if not preview else {}
     warnings: list[str] = []
 
     functions: list[Function] = []
@@ -565,14 +602,26 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
 
     from .context import read_sysfs_context, release_file
 
-    functions, context_kw = read_sysfs_context(r.root, functions, r.resolve_link)
+    if preview:
+        context_kw: dict = {"iommu_units": None, "provenance": (), "slot_drivers": ()}
+    else:
+        functions, context_kw = read_sysfs_context(r.root, functions, r.resolve_link)
     provenance = [("kernel_release", release_file(r.root) or "")] if release else []
     if r.read_text("proc/cmdline") is not None:
         provenance.append(("kernel_cmdline", "proc/cmdline"))
     if group_labels:
         provenance.append(("group_types", "sys/kernel/iommu_groups/*/type"))
     context_kw["provenance"] = tuple(provenance) + context_kw["provenance"]
-    group_types = _read_group_types(r, group_labels)
+    if preview:
+        # A preview's PFs keep the VFs it read (a VF may sort after the cut).
+        loaded = {fn.address for fn in functions}
+        functions = [fn if all(v in loaded for v in fn.virtfns)
+                     else replace(fn, virtfns=tuple(v for v in fn.virtfns if v in loaded)) for fn in functions]
+    if preview:  # the types of the groups it shows, nothing more
+        shown = {fn.iommu_group for fn in functions if isinstance(fn.iommu_group, str)}
+        group_types = _read_group_types(r, [g for g in group_labels if g in shown])
+    else:
+        group_types = _read_group_types(r, group_labels)
     source = SourceInfo(
         kind=kind,
         location=location or r.root,
@@ -581,7 +630,7 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
         iommu_present=(bool(group_labels) if groups_exist else None),
         group_types=tuple(group_types),
         warnings=tuple(warnings),
-        thunderbolt=read_thunderbolt(r),
+        thunderbolt=read_thunderbolt(r) if not preview else None,
         firmware=firmware(r),
         **context_kw,
     )
@@ -591,7 +640,7 @@ def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | N
     mdev = read_mdev(r.root, r.resolve_link, pci_parents=mdev_dirs, live=r.root == "/",
                      groups_exist=groups_exist, cmdline=source.kernel_cmdline)
     explained = {fn.iommu_group for fn in functions if isinstance(fn.iommu_group, str)}
-    if len(explained) < len(group_labels):
+    if len(explained) < len(group_labels) and not preview:
         from .mdev import unexplained_groups
 
         explained |= set(mdev.group_members()) if mdev is not None else set()
@@ -639,6 +688,12 @@ def read_thunderbolt(r: "_Root") -> "tuple[ThunderboltDevice, ...] | None":
             pci_device=pci,
         ))
     return tuple(out)
+
+
+def _address_key(name: str) -> tuple[int, ...]:
+    """Address order of a ``dddd:bb:dd.f`` name (domains of five or more digits included)."""
+    a = Address.parse(name)
+    return (a.domain, a.bus, a.device, a.function)
 
 
 def _device_dirs(r: _Root, devdir: str, name: str, parents: dict[str, str | None]) -> tuple[str | None, bool]:

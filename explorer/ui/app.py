@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from rich.text import Text
@@ -303,6 +304,33 @@ class ModeTree(Tree[Any]):
         return True
 
 
+def search_rows(t: Topology, analysis: Analysis) -> list[tuple[Address, str]]:
+    """Search text per device (address, name, IDs, driver, class, group, tags), without the
+    plan's marks. Computes the analysis's groups and trust: the load thread calls it, so a
+    big machine's first keystrokes don't wait for them."""
+    from ..export.topology import device_badges
+
+    trust = analysis.trust
+    group_of = analysis.groups.group_of
+    index = []
+    for fn in t:
+        words = [fn.bdf, names.short_name(fn), fn.vendor_device or "", names.class_name(fn) or ""]
+        if isinstance(fn.driver, str):
+            words.append(fn.driver)
+        groups = {group_of.get(fn.address)}
+        for kind, value in device_badges(fn):
+            if kind == "group":
+                groups.add(value)
+            elif kind in ("hotplug", "removable", "external-facing", "vf"):
+                words.append(kind)
+        words += [f"group {g} g{g}" for g in sorted(x for x in groups if x is not None)]
+        tr = trust.get(fn.address)
+        if tr is not None and tr.untrusted:
+            words.append("untrusted")
+        index.append((fn.address, " ".join(w for w in words if w)))
+    return index
+
+
 def _bundled() -> list[tuple[str, str]]:
     """The bundled machines (builtin:NAME) with their one-line descriptions."""
     from ..sources import builtin_descriptions
@@ -311,15 +339,32 @@ def _bundled() -> list[tuple[str, str]]:
 
 
 class TopologyLoaded(Message):
-    def __init__(self, topology: Topology) -> None:
+    """A loaded topology; with ``total``, a preview of its first functions (more to come)."""
+
+    def __init__(self, topology: Topology, total: int | None = None, generation: int = 0,
+                 analysis: Analysis | None = None, search: list[tuple[Address, str]] | None = None) -> None:
         super().__init__()
         self.topology = topology
+        self.total = total
+        self.generation = generation
+        #: Computed in the load thread: the analysis (groups, trust, the display tree) and search rows.
+        self.analysis = analysis
+        self.search = search
 
 
 class LoadFailed(Message):
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: str, generation: int = 0) -> None:
         super().__init__()
         self.error = error
+        self.generation = generation
+
+
+#: What works on a preview (the first functions of a big machine, while the rest loads):
+#: looking around. Everything that plans or judges waits for the whole machine.
+PREVIEW_ACTIONS = frozenset({
+    "request_quit", "quit", "help", "view", "search", "close_search", "search_next", "expand_all", "path_only",
+    "open_source", "command_palette", "toggle_dark", "screenshot", "focus_next", "focus_previous", "bell", "notify",
+})
 
 
 class ValidationFinished(Message):
@@ -425,6 +470,13 @@ class ExplorerApp(App):
         self._step_log: dict[str, list[Any]] = {"views": [], "selected": [], "exports": []}
         self._step_actions_start = 0
         self._auto_select: Any = None
+        #: While a big machine loads: how many functions it has (the topology shown is a preview).
+        self.preview_total: int | None = None
+        self._load_generation = 0
+        #: Search rows of ``_search_for`` (built once per topology) and the plan's marks.
+        self._search_base: list[tuple[Address, str]] = []
+        self._search_for: Topology | None = None
+        self._search_marks: dict[Address, str] = {}
 
     @property
     def selected(self) -> Any:
@@ -458,26 +510,64 @@ class ExplorerApp(App):
             self.mount(LoadingIndicator(id="loading"), before=self.query_one("#main"))
             self._load()
 
-    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
     def _load(self) -> None:
-        from ..sources import SourceError, load_source
+        """Load ``source_spec`` in a daemon thread: quitting never waits for a big machine's
+        load to finish. A large sysfs tree shows a preview first (sources.preview_source)."""
+        self._load_generation += 1
+        preview = self.plan is None and self.walkthrough is None and self.compare is None
+        threading.Thread(target=self._load_thread, args=(self.source_spec, self._load_generation, preview),
+                         name="pci-explorer-load", daemon=True).start()
+
+    def _load_thread(self, spec: str | None, generation: int, preview: bool) -> None:
+        from ..model.safe_text import one_line
+        from ..sources import SourceError, load_source, preview_source
 
         try:
-            t = load_source(self.source_spec)
+            if preview:
+                first = preview_source(spec)
+                if first is not None:
+                    self.post_message(TopologyLoaded(first[0], total=first[1], generation=generation))
+            t = load_source(spec)
+            # What the first screen and the first keystrokes need, computed here, not on the UI thread.
+            analysis = Analysis(t)
+            analysis.display.children(None)
+            search = search_rows(t, analysis)
         except SourceError as e:
-            self.post_message(LoadFailed(str(e)))
+            self.post_message(LoadFailed(str(e), generation))
             return
-        self.post_message(TopologyLoaded(t))
+        except Exception as e:  # noqa: BLE001 - shown in the app, never a traceback on the terminal
+            self.post_message(LoadFailed(one_line(f"{type(e).__name__}: {e}"), generation))
+            return
+        self.post_message(TopologyLoaded(t, generation=generation, analysis=analysis, search=search))
 
     def on_topology_loaded(self, message: TopologyLoaded) -> None:
-        for w in self.query("#loading"):
-            w.remove()
-        self._install(message.topology)
+        if message.generation != self._load_generation:
+            return  # a load the user has since replaced (o: open another source)
+        keep = self.selection.device
+        self.preview_total = message.total
+        if message.total is None:
+            for w in self.query("#loading"):
+                w.remove()
+        if message.search is not None:
+            self._search_base, self._search_for = message.search, message.topology
+        self._install(message.topology, message.analysis)
+        self.refresh_bindings()
+        if message.total is None and keep is not None and keep in message.topology.functions:
+            self.reveal(keep, focus=False)
 
     def on_load_failed(self, message: LoadFailed) -> None:
+        if message.generation != self._load_generation:
+            return
+        self.preview_total = None
         for w in self.query("#loading"):
             w.remove()
         self.show_details(Text(f"Could not load: {message.error}", style="bold red"))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """On a preview only looking around works; the rest comes back with the whole machine."""
+        if self.preview_total is not None and action not in PREVIEW_ACTIONS:
+            return None
+        return True
 
     def show_details(self, text: Text) -> None:
         """Put text in the details pane, wrapped so "label  value" columns stay aligned."""
@@ -495,13 +585,17 @@ class ExplorerApp(App):
     def on_resize(self) -> None:
         self.call_after_refresh(lambda: self.show_details(self._details_text))
 
-    def _install(self, topology: Topology) -> None:
+    def _install(self, topology: Topology, analysis: Analysis | None = None) -> None:
         self.topology = topology
-        self.analysis = Analysis(topology)
+        self.analysis = analysis if analysis is not None and analysis.topology is topology else Analysis(topology)
         src = topology.source
         from ..export.topology import context_summary
 
-        self.sub_title = f"{src.location} ({src.kind}, {len(topology)} functions) · {context_summary(topology)}"
+        if self.preview_total is not None:
+            self.sub_title = (f"{src.location}: reading {self.preview_total:,} functions… (first {len(topology):,} "
+                              "shown; planning waits)")
+        else:
+            self.sub_title = f"{src.location} ({src.kind}, {len(topology)} functions) · {context_summary(topology)}"
         if self.compare is not None:
             from .compare import Comparison
 
@@ -519,35 +613,23 @@ class ExplorerApp(App):
             self.call_after_refresh(self._start_step)
 
     def _build_search_index(self) -> None:
-        """Search text per device: address, name, IDs, driver, class, group, tags and the plan's marks."""
-        from ..export.topology import device_badges
-
+        """The plan's marks for search (the per-device text is built once per topology)."""
         t = self.topology
         if t is None or self.analysis is None:
-            self.search_index = []
+            self._search_base, self._search_marks = [], {}
             return
-        marks = self._plan_marks() if self.plan is not None else {}
-        trust = self.analysis.trust
-        group_of = self.analysis.groups.group_of
-        index = []
-        for fn in t:
-            words = [fn.bdf, names.short_name(fn), fn.vendor_device or "", names.class_name(fn) or ""]
-            if isinstance(fn.driver, str):
-                words.append(fn.driver)
-            groups = {group_of.get(fn.address)}
-            for kind, value in device_badges(fn):
-                if kind == "group":
-                    groups.add(value)
-                elif kind in ("hotplug", "removable", "external-facing", "vf"):
-                    words.append(kind)
-            words += [f"group {g} g{g}" for g in sorted(x for x in groups if x is not None)]
-            tr = trust.get(fn.address)
-            if tr is not None and tr.untrusted:
-                words.append("untrusted")
-            if fn.address in marks:
-                words.append(marks[fn.address])
-            index.append((fn.address, " ".join(w for w in words if w)))
-        self.search_index = index
+        if self._search_for is not t:
+            self._search_base = search_rows(t, self.analysis)
+            self._search_for = t
+        self._search_marks = self._plan_marks() if self.plan is not None else {}
+
+    @property
+    def search_index(self) -> list[tuple[Address, str]]:
+        """Search text per device: address, name, IDs, driver, class, group, tags and the plan's marks."""
+        marks = self._search_marks
+        if not marks:
+            return self._search_base
+        return [(a, f"{text} {marks[a]}" if a in marks else text) for a, text in self._search_base]
 
     # ---- views ---------------------------------------------------------------------
     VIEW_KEYS = {"topology": "1", "groups": "2", "trust": "3", "resources": "4"}
