@@ -512,13 +512,8 @@ def _version_at_least(release: str | None, want: tuple[int, int]) -> bool | None
     return (int(m.group(1)), int(m.group(2))) >= want
 
 
-def _canonical(n: str) -> bool:
-    """``n`` is a function name as the kernel writes it (dddd:bb:dd.f, lower-case hex)."""
-    return (len(n) == 12 and n[4] == ":" and n[7] == ":" and n[10] == "." and n[11] in "01234567"
-            and _HEXCHARS.issuperset(n[:4] + n[5:7] + n[8:10]))
-
-
-_HEXCHARS = frozenset("0123456789abcdef")
+#: Function names exactly as the kernel writes them, one a line (device 00-1f, function 0-7).
+_KERNEL_NAMES = re.compile(r"(?:[0-9a-f]{4,8}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]\n)*")
 
 
 def _device_names(r: "_Root") -> list[str]:
@@ -527,14 +522,19 @@ def _device_names(r: "_Root") -> list[str]:
     listed = _listing(r.jailed(devdir), r.abs(devdir))
     if listed is None:
         raise SourceError("no PCI device list here", path=r.abs(devdir))
-    names = [n for n in listed if _canonical(n) or is_address(n)]
+    if _KERNEL_NAMES.fullmatch("\n".join(listed) + "\n" if listed else ""):
+        # All as the kernel writes them (%04x:%02x:%02x.%d), checked in one pass: they sort
+        # in address order by length (a wider domain is a bigger one), then as text.
+        widths = set(map(len, listed))
+        if len(widths) == 1:
+            names = sorted(listed)
+        else:
+            names = [n for width in sorted(widths) for n in sorted(x for x in listed if len(x) == width)]
+    else:
+        names = [n for n in listed if is_address(n)]
+        names.sort(key=_address_key)
     if len(names) > MAX_DEVICES:
         raise SourceError(f"{len(names)} devices, more than {MAX_DEVICES}: refused", path=r.abs(devdir))
-    # The kernel's names (%04x:%02x:%02x.%d) sort in address order by length, then as text.
-    if all(n[-2] == "." and n[-5] == ":" and n[-8] == ":" and len(n) >= 12 and n == n.lower() for n in names):
-        names.sort(key=lambda n: (len(n), n))
-    else:
-        names.sort(key=_address_key)
     return names
 
 

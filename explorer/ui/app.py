@@ -439,6 +439,7 @@ class ExplorerApp(App):
         plan_path: str | None = None,
         walkthrough: Walkthrough | None = None,
         compare: Topology | None = None,
+        early_preview: Any = None,
     ) -> None:
         super().__init__()
         #: ``--compare OLD``: the topology to mark changes against.
@@ -473,6 +474,9 @@ class ExplorerApp(App):
         #: While a big machine loads: how many functions it has (the topology shown is a preview).
         self.preview_total: int | None = None
         self._load_generation = 0
+        self._preview_painted = threading.Event()
+        #: A preview the command line started reading while the app was imported (cli.py).
+        self._early_preview = early_preview
         #: Search rows of ``_search_for`` (built once per topology) and the plan's marks.
         self._search_base: list[tuple[Address, str]] = []
         self._search_for: Topology | None = None
@@ -524,9 +528,13 @@ class ExplorerApp(App):
 
         try:
             if preview:
-                first = preview_source(spec)
+                first = self._early_preview.result() if self._early_preview is not None else preview_source(spec)
+                self._early_preview = None
                 if first is not None:
+                    self._preview_painted.clear()
                     self.post_message(TopologyLoaded(first[0], total=first[1], generation=generation))
+                    # Let the first screen be drawn before the whole load takes the interpreter.
+                    self._preview_painted.wait(2.0)
             t = load_source(spec)
             # What the first screen and the first keystrokes need, computed here, not on the UI thread.
             analysis = Analysis(t)
@@ -552,6 +560,8 @@ class ExplorerApp(App):
             self._search_base, self._search_for = message.search, message.topology
         self._install(message.topology, message.analysis)
         self.refresh_bindings()
+        if message.total is not None:
+            self.call_after_refresh(self._preview_painted.set)
         if message.total is None and keep is not None and keep in message.topology.functions:
             self.reveal(keep, focus=False)
 
