@@ -724,6 +724,8 @@ def _device_dirs(r: _Root, devdir: str, name: str, parents: dict[str, str | None
 def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, mdev_dirs=None) -> None:
     seen: dict[str, str] = {}
     parents: dict[str, str | None] = {}
+    #: PF name -> (vendor, VF device ID) from its config space: what its VFs are.
+    pf_ids: dict[str, tuple[int, int]] = {}
     devdir = r.resolve_in_root(devdir) or devdir
     for name in names:
         addr = Address.parse(name)
@@ -745,7 +747,10 @@ def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable
             raise SourceError(f"{devdir}/{seen[rel]} and {name} lead to the same directory {rel}: refused", path=r.root)
         seen[rel] = name
         try:
-            fn, hb = _load_from_dir(d, r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings)
+            fn, hb = _load_from_dir(d, r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, pf_ids)
+            sr = fn.caps.sriov
+            if present(sr) and sr.vf_device is not None and fn.vendor_id is not None and fn.config_size:  # type: ignore[union-attr]
+                pf_ids[name] = (fn.vendor_id, sr.vf_device)  # type: ignore[union-attr]
             if mdev_dirs is not None and "mdev_supported_types" in d.names:
                 mdev_dirs.append(rel)
         finally:
@@ -839,6 +844,7 @@ def _load_from_dir(
     slots_exist: bool,
     slot_names: dict[tuple[int, int, int], str],
     warnings: list[str],
+    pf_ids: dict[str, tuple[int, int]],
 ) -> tuple[Function, tuple[tuple[int, int], Address | None] | None]:
     present_files = d.names
     text = d.text
@@ -869,8 +875,16 @@ def _load_from_dir(
     class_code = _int(text("class"), 16)
     # A VF's own ID registers read 0xffff: the kernel takes them from its PF (iov.c).
     ids_ok = cfg_ok and "physfn" not in present_files and facts.vendor_id not in (None, 0xFFFF)  # type: ignore[union-attr]
-    vendor = facts.vendor_id if ids_ok else _int(text("vendor"), 16)  # type: ignore[union-attr]
-    device = facts.device_id if ids_ok else _int(text("device"), 16)  # type: ignore[union-attr]
+    physfn_name = d.link("physfn")
+    vf_ids = pf_ids.get(physfn_name) if physfn_name and not ids_ok and cfg_ok else None
+    if ids_ok:
+        vendor, device = facts.vendor_id, facts.device_id  # type: ignore[union-attr]
+    elif vf_ids is not None:
+        # What the kernel gives a VF (iov.c pci_iov_add_virtfn): its PF's vendor and the
+        # PF's VF Device ID, read from the PF's config space at enumeration.
+        vendor, device = vf_ids
+    else:
+        vendor, device = _int(text("vendor"), 16), _int(text("device"), 16)
     header_type = facts.header_type if facts else None
     multifunction = facts.multifunction if facts else None
 
@@ -998,7 +1012,6 @@ def _load_from_dir(
         override_v = ABSENT if override in ("(null)", "") else override
     group_name = d.link("iommu_group")
     group: object = group_name if group_name else (ABSENT if groups_exist else None)
-    physfn_name = d.link("physfn")
     physfn = Address.parse(physfn_name) if physfn_name and is_address(physfn_name) else None
     virtfns = []
     # Only a PF has virtfnN links (and then sriov_totalvfs too); spare every other device the scan.
