@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -125,6 +123,8 @@ def _new_mode(executable: bool) -> int:
 def _stage(path: Path, raw: bytes, mode: int) -> str:
     directory = path.parent if str(path.parent) else Path(".")
     try:
+        import tempfile  # here, not at import: most commands never write a file
+
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as e:
         raise OutputRefused(path, f"cannot write in {directory}: {e.strerror or e}", e.errno or errno.EIO) from None
@@ -240,6 +240,9 @@ def write_tree_atomic(path: str | Path, build: Callable[[str], None], *, overwri
             raise OutputExists(p)
     parent = p.parent if str(p.parent) else Path(".")
     try:
+        import shutil
+        import tempfile
+
         tmp = tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
     except OSError as e:
         raise OutputRefused(p, f"cannot write in {parent}: {e.strerror or e}", e.errno or errno.EIO) from None
