@@ -31,9 +31,10 @@ Views (the selected device stays selected in each):
   3 / u      trust: external-facing ports and untrusted devices, and the cost
   4 / r      resources: bus numbers, windows (size, free, largest aligned
              block), each device's BARs, SR-IOV headroom
-  F          on a hotplug port: try a device's BARs (KIND:SIZE) below it; its
-             details show what fits now and the boot-parameter remedies, each
-             simulated (a reboot, then the hot-add), as `fit` prints them
+  F          resources view, on a hotplug port: try a device's BARs
+             (KIND:SIZE) below it; its details show what fits and the
+             boot-parameter remedies, each simulated (a reboot, then the
+             hot-add), as `fit` prints them
   /          search: address, name, vendor:device, driver, class, group
              ("group 15"), tags (untrusted, external-facing, hotplug,
              removable) and planned changes (a VM name, vfio-pci, remove)
@@ -80,7 +81,7 @@ ACTION_COMMANDS = (
     ("view: IOMMU groups", "view('groups')", "groups, predicted and as the kernel reported them"),
     ("view: trust", "view('trust')", "external-facing ports and untrusted devices"),
     ("view: resources", "view('resources')", "bus numbers, windows and free space"),
-    ("resources: try a device below the selected port (fit, with reboot remedies)", "fit_here", "F"),
+    ("resources: try a device below the selected port (fit, with reboot remedies)", "fit_here(True)", "F"),
     ("search devices", "search", "find by address, name, IDs or driver"),
     ("plan: bind the selected device to vfio-pci", "plan_bind(False)", "b"),
     ("plan: bind the selected device's whole IOMMU group to vfio-pci", "plan_bind(True)", "B"),
@@ -576,6 +577,7 @@ class ExplorerApp(FitHere, App):
         tree.set_view(view)
         self._tree_title()
         self._refresh_tour()
+        self.refresh_bindings()  # keys that belong to one view (F in resources)
 
     def action_view(self, name: str) -> None:
         if self.analysis is None:

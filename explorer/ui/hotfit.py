@@ -186,11 +186,17 @@ class FitFinished(Message):
 
 
 class FitHere:
-    """The app's ``F`` key: ask for BARs, simulate in a worker, show in the port's details."""
+    """The app's ``F`` key in the resources view: ask for BARs, simulate in a worker, show the
+    answer in the port's details. The key (and its footer entry) exists only in that view."""
 
     _fit_counter = 0
 
-    def action_fit_here(self) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "fit_here" and not parameters:  # the key; the palette's entry works anywhere
+            return getattr(self, "view_name", None) == "resources"
+        return super().check_action(action, parameters)  # type: ignore[misc]
+
+    def action_fit_here(self, anywhere: bool = False) -> None:
         from ..model import names
         from .dialogs import AskDialog
 
@@ -204,7 +210,7 @@ class FitHere:
             app.notify(f"{what}: select a hotplug port (rows marked hotplug) to try a device below it.",
                        severity="warning", markup=False)
             return
-        if app.view_name != "resources":
+        if app.view_name != "resources":  # from the command palette in another view
             app.action_view("resources")
         last = app.analysis.hot_fits.get(addr)
         value = last.request.text if last is not None else getattr(app, "_last_fit_text", "")
