@@ -482,14 +482,16 @@ class ResourcesView:
             b = self._bridges[key.name]
             txt = Text()
             txt.append(b.name, style="bold")
-            if b.address is not None and b.address in self.t.functions:
-                txt.append(f"  {names.short_name(self.t.functions[b.address])}")
+            # hotplug and the bus range right after the address, where a narrow pane still
+            # shows them (F works on the hotplug rows); the name last
+            if b.hotplug:
+                txt.append(" hotplug", style="yellow")
             if b.buses is not None:
                 txt.append(f"  buses {b.buses.start:02x}-{b.buses.end:02x}, {b.buses.free_count} free", style="cyan")
-            if b.hotplug:
-                txt.append("  hotplug", style="yellow")
             if b.closed:
                 txt.append("  no " + "/".join(k.value for k in b.closed) + " window", style="dim")
+            if b.address is not None and b.address in self.t.functions:
+                txt.append(f"  {names.short_name(self.t.functions[b.address])}")
             return txt
         if isinstance(key, WindowKey):
             w = self._bridges[key.owner].windows[key.index]
