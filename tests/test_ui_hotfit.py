@@ -241,3 +241,28 @@ async def test_the_key_is_in_the_footer_of_the_resources_view_only(capsys):
         await settle(app, pilot)
         assert app.selection.device == port
         assert expected in app.details_text.plain
+
+
+async def test_an_outcome_that_depends_on_unknown_facts_shows_each_possibility_first(capsys):
+    """An lspci capture does not say which driver owns a slot: fit weighs each possibility; the
+    details put its verdict, one line per possibility and its remedies first, as fit words them."""
+    src = str(Path(__file__).parent / "fixtures" / "lspci" / "laptop-intel-xps13-9310-tgl-tb4-lmde6-01.txt")
+    t = load_source(src)
+    port = next(fn.address for fn in t if fn.is_bridge and fn.slot and getattr(fn.slot, "hotplug", False))
+    expected = fit_output(capsys, src, port, ["--bar", "pref64:8G"])
+    lines = expected.splitlines()
+    possibilities = [ln for ln in lines[1:] if ln.startswith("  with ")]
+    remedies = [ln for ln in lines if re.match(r" +\d+\. ", ln)]
+    assert "DEPENDS" in lines[0] and len(possibilities) > 1 and remedies
+    app = ExplorerApp(t, source=src)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await go_to_port(app, pilot, port)
+        assert "firmware state unknown (no kernel log)" in app.details_text.plain
+        await ask_fit(app, pilot, port, "pref64:8G")
+        shown = app.details_text.plain
+        assert expected in shown
+        head = shown.split(f"Hot-add below {port}", 1)[0].splitlines()
+        assert head[1:] == [lines[0], *possibilities, next(ln for ln in lines if ln.strip().startswith("remedies (")),
+                            *remedies, ""]
+        assert "kernel log:" not in "\n".join(head)

@@ -126,21 +126,26 @@ def _headroom(bridge: Any) -> str:
     return ", ".join(parts) or "no windows"
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
 def _summary_lines(text: str) -> list[str]:
-    """fit's verdict line and its remedies, verbatim, to show before the whole output."""
+    """fit's verdict line (with the possibilities it weighs, when the source leaves a fact
+    open) and its remedies, verbatim, to show before the whole output."""
     lines = text.splitlines()
     out = lines[:1]
-    inside = False
-    for ln in lines[1:]:
-        if ln.strip() == "remedies (least change first):":
-            inside = True
+    i = 1
+    while i < len(lines) and lines[i].startswith("  with "):  # "DEPENDS": one line per possibility
+        out.append(lines[i])
+        i += 1
+    head = next((n for n in range(i, len(lines)) if lines[n].strip() == "remedies (least change first):"), None)
+    if head is not None:
+        out.append(lines[head])
+        for ln in lines[head + 1:]:
+            if _indent(ln) <= _indent(lines[head]):
+                break
             out.append(ln)
-            continue
-        if inside:
-            if ln.startswith("    "):
-                out.append(ln)
-                continue
-            break
     return out
 
 
