@@ -266,3 +266,50 @@ async def test_an_outcome_that_depends_on_unknown_facts_shows_each_possibility_f
         assert head[1:] == [lines[0], *possibilities, next(ln for ln in lines if ln.strip().startswith("remedies (")),
                             *remedies, ""]
         assert "kernel log:" not in "\n".join(head)
+
+
+async def test_answers_for_two_ports_asked_in_turn_both_arrive(monkeypatch, capsys):
+    """Asking below a second port while the first is still simulated leaves both answered."""
+    src = str(CAPTURES[0])
+    t = load_source(src)
+    ports = [fn.address for fn in t if fn.is_bridge and fn.slot and getattr(fn.slot, "hotplug", False)][:2]
+    assert len(ports) == 2
+    expected = {p: fit_output(capsys, src, p, ["--bar", REQUEST]) for p in ports}
+    release = threading.Event()
+    real = hotfit.run_fit
+
+    def first_waits(topology, req):
+        if req.port == ports[0]:
+            release.wait(30)
+        return real(topology, req)
+
+    monkeypatch.setattr(hotfit, "run_fit", first_waits)
+    app = ExplorerApp(t, source=src)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await go_to_port(app, pilot, ports[0])
+        await pilot.press("F")
+        await pilot.pause()
+        app.screen.query_one(Input).value = REQUEST
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.reveal(ports[1])
+        await pilot.pause()
+        await pilot.pause()
+        await pilot.press("F")
+        await pilot.pause()
+        app.screen.query_one(Input).value = REQUEST
+        await pilot.press("enter")
+        for _ in range(600):  # the second answer arrives while the first still waits
+            await pilot.pause(0.05)
+            if app.analysis.hot_fits[ports[1]].text is not None:
+                break
+        assert expected[ports[1]] in app.details_text.plain
+        assert app.analysis.hot_fits[ports[0]].text is None
+        release.set()
+        await settle(app, pilot)
+        assert app.analysis.hot_fits[ports[0]].text == expected[ports[0]] + "\n"
+        assert app.reveal(ports[0])
+        await pilot.pause()
+        await pilot.pause()
+        assert expected[ports[0]] in app.details_text.plain

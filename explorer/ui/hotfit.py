@@ -96,6 +96,8 @@ class HotFit:
     fits: bool | None = None
     text: str | None = None
     error: str | None = None
+    #: Which request this is (a newer one for the same port replaces it).
+    key: int = 0
 
 
 def firmware_line(topology: Topology) -> tuple[str, str]:
@@ -237,12 +239,11 @@ class FitHere:
         app._last_fit_text = req.text
         FitHere._fit_counter += 1
         key = FitHere._fit_counter
-        app._fit_key = key
-        app.analysis.hot_fits[port] = HotFit(req)
+        app.analysis.hot_fits[port] = HotFit(req, key=key)
         self._refresh_fit(port)
         app._fit_worker(app.topology, req, key)
 
-    @work(thread=True, exclusive=True, group="fit", exit_on_error=False)
+    @work(thread=True, group="fit", exit_on_error=False)  # one per port asked; not exclusive
     def _fit_worker(self, topology: Topology, req: FitRequest, key: int) -> None:
         app: Any = self
         try:
@@ -254,12 +255,10 @@ class FitHere:
 
     def on_fit_finished(self, message: FitFinished) -> None:
         app: Any = self
-        if message.key != getattr(app, "_fit_key", None) or app.analysis is None:
-            return  # a newer request is being answered
-        got = app.analysis.hot_fits.get(message.port)
-        if got is None:
-            return
-        app.analysis.hot_fits[message.port] = HotFit(got.request, message.fits, message.text, message.error)
+        got = app.analysis.hot_fits.get(message.port) if app.analysis is not None else None
+        if got is None or got.key != message.key:
+            return  # a newer request for this port, or another source since
+        app.analysis.hot_fits[message.port] = HotFit(got.request, message.fits, message.text, message.error, got.key)
         self._refresh_fit(message.port)
 
     def _refresh_fit(self, port: Address) -> None:
