@@ -17,6 +17,7 @@ from textual.widgets import Footer, Header, Input, LoadingIndicator, OptionList,
 from textual.widgets.option_list import Option
 
 from ..model import Address, AddressError, Topology, names
+from .hotfit import FitHere
 from .dialogs import AskDialog, ChoiceDialog, ConfirmDialog, ExportDialog, HelpDialog, PickDialog, SourceSuggester
 from .selection import Selection, hang_wrap
 from .views import VIEW_TYPES, Analysis, GroupKey
@@ -31,6 +32,10 @@ Views (the selected device stays selected in each):
   3 / u      trust: external-facing ports and untrusted devices, and the cost
   4 / r      resources: bus numbers, windows (size, free, largest aligned
              block), each device's BARs, SR-IOV headroom
+  F          resources view, on a hotplug port: try a device's BARs
+             (KIND:SIZE) below it; its details show what fits and the
+             boot-parameter remedies, each simulated (a reboot, then the
+             hot-add), as `fit` prints them
   /          search: address, name, vendor:device, driver, class, group
              ("group 15"), tags (untrusted, external-facing, hotplug,
              removable) and planned changes (a VM name, vfio-pci, remove)
@@ -77,6 +82,7 @@ ACTION_COMMANDS = (
     ("view: IOMMU groups", "view('groups')", "groups, predicted and as the kernel reported them"),
     ("view: trust", "view('trust')", "external-facing ports and untrusted devices"),
     ("view: resources", "view('resources')", "bus numbers, windows and free space"),
+    ("resources: try a device below the selected port (fit, with reboot remedies)", "fit_here(True)", "F"),
     ("search devices", "search", "find by address, name, IDs or driver"),
     ("plan: bind the selected device to vfio-pci", "plan_bind(False)", "b"),
     ("plan: bind the selected device's whole IOMMU group to vfio-pci", "plan_bind(True)", "B"),
@@ -374,7 +380,7 @@ class ValidationFinished(Message):
         self.findings = findings
 
 
-class ExplorerApp(App):
+class ExplorerApp(FitHere, App):
     """pci-explorer's main app. Give it a Topology, or a SOURCE spec to load in the background."""
 
     TITLE = "pci-explorer"
@@ -404,6 +410,7 @@ class ExplorerApp(App):
         Binding("2,g", "view('groups')", "Groups", key_display="2", show=False),
         Binding("3,u", "view('trust')", "Trust", key_display="3", show=False),
         Binding("4,r", "view('resources')", "Resources", key_display="4", show=False),
+        Binding("F", "fit_here", "Fit here"),
         Binding("slash", "search", "Search", key_display="/"),
         Binding("n", "search_next", "Next match", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -662,6 +669,7 @@ class ExplorerApp(App):
         tree.set_view(view)
         self._tree_title()
         self._refresh_tour()
+        self.refresh_bindings()  # keys that belong to one view (F in resources)
 
     def action_view(self, name: str) -> None:
         if self.analysis is None:
@@ -1057,15 +1065,9 @@ class ExplorerApp(App):
 
         def done(text: str | None) -> None:
             if text:
-                words = ["hot-add", str(addr)]
-                for tok in text.split():
-                    if tok.startswith("buses="):
-                        words += ["--buses", tok.split("=", 1)[1]]
-                    elif tok.startswith("hotplug="):
-                        words += ["--hotplug", tok.split("=", 1)[1]]
-                    else:
-                        words += ["--bar", tok]
-                self.add_action(words)
+                from .hotfit import hot_add_words
+
+                self.add_action(hot_add_words(addr, text))
 
         self.push_screen(
             AskDialog(

@@ -44,6 +44,8 @@ class Analysis:
         self.topology = topology
         #: ``tui --compare OLD``: a ui.compare.Comparison of OLD with this topology.
         self.comparison: Any = None
+        #: Hot-add what-ifs asked for in the resources view, per port (ui/hotfit.py HotFit).
+        self.hot_fits: dict[Address, Any] = {}
 
     @cached_property
     def display(self) -> DisplayTree:
@@ -480,14 +482,16 @@ class ResourcesView:
             b = self._bridges[key.name]
             txt = Text()
             txt.append(b.name, style="bold")
-            if b.address is not None and b.address in self.t.functions:
-                txt.append(f"  {names.short_name(self.t.functions[b.address])}")
+            # hotplug and the bus range right after the address, where a narrow pane still
+            # shows them (F works on the hotplug rows); the name last
+            if b.hotplug:
+                txt.append(" hotplug", style="yellow")
             if b.buses is not None:
                 txt.append(f"  buses {b.buses.start:02x}-{b.buses.end:02x}, {b.buses.free_count} free", style="cyan")
-            if b.hotplug:
-                txt.append("  hotplug", style="yellow")
             if b.closed:
                 txt.append("  no " + "/".join(k.value for k in b.closed) + " window", style="dim")
+            if b.address is not None and b.address in self.t.functions:
+                txt.append(f"  {names.short_name(self.t.functions[b.address])}")
             return txt
         if isinstance(key, WindowKey):
             w = self._bridges[key.owner].windows[key.index]
@@ -533,11 +537,11 @@ class ResourcesView:
             b = self._bridges[key.name]
             from ..kernel.resources import ResourceReport
 
-            return Text(report_text(ResourceReport((b,)), verbose=True))
+            return self._with_hot_add(b.address, Text(report_text(ResourceReport((b,)), verbose=True)))
         if isinstance(key, WindowKey):
             return self.details(BridgeResKey(key.owner))
         if isinstance(key, Address):
-            return device_details(self.a, key)
+            return self._with_hot_add(key, device_details(self.a, key))
         if isinstance(key, SriovKey) and key.pf is not None:
             fn = self.t.functions[key.pf]
             try:
@@ -545,6 +549,19 @@ class ResourcesView:
             except (ValueError, KeyError) as e:
                 return Text(str(e))
         return Text("Bridges and host bridges: bus numbers and windows, with what is used and what is free.")
+
+    def _with_hot_add(self, addr: Address | None, text: Text) -> Text:
+        """A hotplug port's details (or a port a device was tried below) start with what fits
+        there: the room it has now, and what ``F`` asked for, as ``fit`` prints it (ui/hotfit.py)."""
+        b = self._bridges.get(str(addr)) if addr is not None else None
+        if b is None or not (b.hotplug or addr in self.a.hot_fits):
+            return text
+        from .hotfit import port_section
+
+        out = port_section(self.a, b)
+        out.append("\n")
+        out.append_text(text)
+        return out
 
     def path_to(self, addr: Address) -> list[Any]:
         if str(addr) in self._bridges:
