@@ -53,8 +53,13 @@ def dumps(obj: Any, *, pretty: bool = False) -> str:
     return "".join(_chunks(obj, pretty, 0))
 
 
+#: Types that are values, never iterators to stream (checked before the slower ABC test).
+_VALUES = frozenset({str, bytes, int, float, bool, type(None), dict, list, tuple})
+
+
 def _is_iterator(v: Any) -> bool:
-    return isinstance(v, Iterator) and not isinstance(v, (str, bytes, dict, list, tuple))
+    t = type(v)
+    return t not in _VALUES and isinstance(v, Iterator) and not isinstance(v, (str, bytes, dict, list, tuple))
 
 
 def _has_iterator(v: Any, depth: int = 0) -> bool:

@@ -584,7 +584,7 @@ class ExplorerApp(FitHere, App):
         """On a preview only looking around works; the rest comes back with the whole machine."""
         if self.preview_total is not None and action not in PREVIEW_ACTIONS:
             return None
-        return True
+        return super().check_action(action, parameters)
 
     def show_details(self, text: Text) -> None:
         """Put text in the details pane, wrapped so "label  value" columns stay aligned."""
