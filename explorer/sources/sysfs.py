@@ -22,6 +22,7 @@ import os
 import posixpath
 import re
 import stat
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -696,6 +697,16 @@ def _address_key(name: str) -> tuple[int, ...]:
     return (a.domain, a.bus, a.device, a.function)
 
 
+def _share(shared: dict, value):
+    """``value``, or an equal one met before (immutable values only)."""
+    if value is None:
+        return None
+    try:  # keyed by type too: 1 and True, 0 and 0.0 are equal but not the same value
+        return shared.setdefault((value.__class__, value), value)
+    except TypeError:  # not hashable
+        return value
+
+
 def _device_dirs(r: _Root, devdir: str, name: str, parents: dict[str, str | None]) -> tuple[str | None, bool]:
     """(root-relative directory of device ``name``, whether it still needs the full check).
 
@@ -726,9 +737,12 @@ def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable
     parents: dict[str, str | None] = {}
     #: PF name -> (vendor, VF device ID) from its config space: what its VFs are.
     pf_ids: dict[str, tuple[int, int]] = {}
+    #: Equal immutable values (capabilities, links, driver names...) kept once: a PF's VFs
+    #: share most of them, and a 100,000-function machine then fits in far less memory.
+    shared: dict = {}
     devdir = r.resolve_in_root(devdir) or devdir
     for name in names:
-        addr = Address.parse(name)
+        addr = _share(shared, Address.parse(name))
         rel, checked = _device_dirs(r, devdir, name, parents)
         if rel is not None and not checked:
             d = _DevDir(r.abs(rel))
@@ -747,7 +761,7 @@ def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable
             raise SourceError(f"{devdir}/{seen[rel]} and {name} lead to the same directory {rel}: refused", path=r.root)
         seen[rel] = name
         try:
-            fn, hb = _load_from_dir(d, r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, pf_ids)
+            fn, hb = _load_from_dir(d, r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, pf_ids, shared)
             sr = fn.caps.sriov
             if present(sr) and sr.vf_device is not None and fn.vendor_id is not None and fn.config_size:  # type: ignore[union-attr]
                 pf_ids[name] = (fn.vendor_id, sr.vf_device)  # type: ignore[union-attr]
@@ -787,7 +801,8 @@ def _read_group_types(r: _Root, labels: list[str]) -> list[tuple[str, str]]:
                 os.close(fd)
             text = data.decode("utf-8", "replace").strip()
             if text:
-                out.append((label, text))
+                # Interned: the labels are the functions' group names, the types a handful of words.
+                out.append((sys.intern(label), sys.intern(text)))
     finally:
         os.close(base)
     return out
@@ -845,6 +860,7 @@ def _load_from_dir(
     slot_names: dict[tuple[int, int, int], str],
     warnings: list[str],
     pf_ids: dict[str, tuple[int, int]],
+    shared: dict,
 ) -> tuple[Function, tuple[tuple[int, int], Address | None] | None]:
     present_files = d.names
     text = d.text
@@ -1011,15 +1027,15 @@ def _load_from_dir(
     if override is not None:
         override_v = ABSENT if override in ("(null)", "") else override
     group_name = d.link("iommu_group")
-    group: object = group_name if group_name else (ABSENT if groups_exist else None)
-    physfn = Address.parse(physfn_name) if physfn_name and is_address(physfn_name) else None
+    group: object = sys.intern(group_name) if group_name else (ABSENT if groups_exist else None)
+    physfn = _share(shared, Address.parse(physfn_name)) if physfn_name and is_address(physfn_name) else None
     virtfns = []
     # Only a PF has virtfnN links (and then sriov_totalvfs too); spare every other device the scan.
     for f in sorted(present_files) if "sriov_totalvfs" in present_files or "virtfn0" in present_files else ():
         if f.startswith("virtfn") and f[6:].isdigit():
             vn = d.link(f)
             if vn and is_address(vn):
-                virtfns.append((int(f[6:]), Address.parse(vn)))
+                virtfns.append((int(f[6:]), _share(shared, Address.parse(vn))))
     virtfns.sort()
     vmd_domain = None
     if "domain" in present_files:
@@ -1057,11 +1073,11 @@ def _load_from_dir(
     fn = Function(
         address=addr,
         parent=parent,
-        vendor_id=vendor if vendor is not None else (facts.vendor_id if facts else None),
-        device_id=device if device is not None else (facts.device_id if facts else None),
-        subsystem_vendor_id=subsys[0],
-        subsystem_device_id=subsys[1],
-        class_code=class_code if class_code is not None else (facts.class_code if facts else None),
+        vendor_id=_share(shared, vendor if vendor is not None else (facts.vendor_id if facts else None)),
+        device_id=_share(shared, device if device is not None else (facts.device_id if facts else None)),
+        subsystem_vendor_id=_share(shared, subsys[0]),
+        subsystem_device_id=_share(shared, subsys[1]),
+        class_code=_share(shared, class_code if class_code is not None else (facts.class_code if facts else None)),
         revision=facts.revision if cfg_ok else _int(text("revision"), 16),  # type: ignore[union-attr]
         header_type=header_type,
         multifunction=multifunction,
@@ -1071,10 +1087,10 @@ def _load_from_dir(
         rom=rom,  # type: ignore[arg-type]
         vf_bars=tuple(vf_bars) if vf_bars is not None else (() if present_files and facts and caps.sriov is ABSENT else None),
         bridge=bridge,  # type: ignore[arg-type]
-        caps=caps,
+        caps=_share(shared, caps),
         slot=slot,  # type: ignore[arg-type]
-        link=link,
-        driver=driver,  # type: ignore[arg-type]
+        link=_share(shared, link),
+        driver=_share(shared, driver),  # type: ignore[arg-type]
         driver_override=override_v,  # type: ignore[arg-type]
         iommu_group=group,  # type: ignore[arg-type]
         numa_node=numa,
@@ -1082,7 +1098,7 @@ def _load_from_dir(
         virtfns=tuple(a for _, a in virtfns),
         is_virtfn=physfn is not None,
         boot_vga=boot_vga,
-        reset_methods=_reset_methods(reset, "reset_method" in present_files, reset_known),
+        reset_methods=_share(shared, _reset_methods(reset, "reset_method" in present_files, reset_known)),
         external_facing=None,
         removable=removable,
         vmd_domain=vmd_domain,
