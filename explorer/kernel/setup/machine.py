@@ -7,6 +7,8 @@ and IOV resource the source shows assigned is claimed where the kernel's
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 from dataclasses import dataclass
 
 from ...model import Address, Bar, BarKind, Function, Topology, Window, WindowKind, present
@@ -28,6 +30,7 @@ from .simulator import (
     KDev,
     KRes,
     Sim,
+    _start,
     pr,
 )
 
@@ -82,10 +85,15 @@ def _insert(sim: Sim, bus: KBus, res: KRes) -> bool:
             return False
         node = r
         while True:
-            inner = [c for c in node.children if _contains(c, res.start, res.end) and c is not res]
-            if not inner:
+            # Children are in address order and never overlap: only the last one starting
+            # at or below ``res`` can hold it.
+            kids = node.children
+            j = bisect_right(kids, res.start, key=_start) - 1
+            while j >= 0 and kids[j] is res:
+                j -= 1
+            if j < 0 or not _contains(kids[j], res.start, res.end):
                 break
-            node = inner[0]
+            node = kids[j]
         return sim.request(node, res) is None
     return False
 

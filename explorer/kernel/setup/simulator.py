@@ -13,6 +13,8 @@ Layer rule: stdlib only.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 from dataclasses import dataclass, field
 
 
@@ -69,6 +71,10 @@ def align_down(x: int, a: int) -> int:
 def ffs0(x: int) -> int:
     """__ffs: index of the lowest set bit."""
     return (x & -x).bit_length() - 1
+
+
+def _start(r: "KRes") -> int:
+    return r.start
 
 
 class KRes:
@@ -251,11 +257,15 @@ class Sim:
         """__request_resource(): insert ``new`` as a child of ``root``; return a conflict."""
         if new.end < new.start or new.start < root.start or new.end > root.end:
             return root
-        for c in root.children:
-            if not (new.end < c.start or new.start > c.end):
-                return c
-        root.children.append(new)
-        root.children.sort(key=lambda r: r.start)
+        # Children never overlap and are kept in address order, so the first one in the
+        # list that conflicts is the one just below ``new`` or the one just above it.
+        kids = root.children
+        i = bisect_right(kids, new.start, key=_start)
+        if i and kids[i - 1].end >= new.start:
+            return kids[i - 1]
+        if i < len(kids) and kids[i].start <= new.end:
+            return kids[i]
+        kids.insert(i, new)
         new.parent = root
         return None
 
