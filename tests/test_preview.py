@@ -85,7 +85,7 @@ def test_app_shows_a_preview_then_the_whole_machine(big_tree, monkeypatch):
                     break
             assert app.topology is not None and app.preview_total == len(whole)
             assert len(app.topology) == sources.PREVIEW_FUNCTIONS or len(app.topology) == len(whole)
-            assert "reading" in app.sub_title and f"{len(whole):,}" in app.sub_title
+            assert "loading" in app.sub_title and f"of {len(whole):,} functions" in app.sub_title
             assert app.check_action("plan_assign", (False,)) is None  # shown, disabled
             assert app.check_action("view", ("groups",)) is True
             await pilot.press("down", "down")
@@ -101,7 +101,7 @@ def test_app_shows_a_preview_then_the_whole_machine(big_tree, monkeypatch):
                 if app.preview_total is None:
                     break
             assert app.preview_total is None and len(app.topology) == len(whole)
-            assert "reading" not in app.sub_title
+            assert "loading" not in app.sub_title
             assert app.check_action("plan_assign", (False,)) is True
             assert app.selection.device == kept
             assert app.query_one(ModeTree).cursor_node.data == kept
@@ -110,3 +110,38 @@ def test_app_shows_a_preview_then_the_whole_machine(big_tree, monkeypatch):
 
     asyncio.run(run())
     assert app_mod.PREVIEW_ACTIONS  # the set the check above relies on
+
+
+def test_wide_levels_show_runs_of_rows(monkeypatch):
+    """A level wider than ModeTree.CHUNK rows (100,000 groups) shows runs of rows, each filled
+    when opened; revealing a device opens the run that holds it."""
+    from explorer.ui.app import Chunk, ExplorerApp, ModeTree
+
+    monkeypatch.setattr(ModeTree, "CHUNK", 3)
+    t = load_source("builtin:switch-no-acs")
+
+    async def run() -> None:
+        app = ExplorerApp(t)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("2")
+            await pilot.pause()
+            tree = app.query_one(ModeTree)
+            groups = list(tree.view.children(None))
+            assert len(groups) > 3
+            top = [n.data for n in tree.root.children]
+            assert all(isinstance(c, Chunk) for c in top)
+            assert [(c.start, c.end) for c in top] == [(i, min(i + 3, len(groups))) for i in range(0, len(groups), 3)]
+            assert (top[0].first, top[-1].last) == (groups[0], groups[-1])
+            assert not any(n.is_expanded for n in tree.root.children)
+            # the cursor on a run: its details say what it holds; no device is selected
+            tree.move_cursor(tree.root.children[0])
+            await pilot.pause()
+            assert "rows" in app.details_text.plain
+            # a device of the last group: the run holding it opens, the cursor lands on it
+            last_dev = tree.view.children(groups[-1])[0]
+            assert app.reveal(last_dev)
+            await pilot.pause()
+            assert app.selection.device == last_dev
+            assert tree.root.children[-1].is_expanded
+
+    asyncio.run(run())

@@ -146,6 +146,20 @@ class ActionCommands(Provider):
                 yield Hit(score, matcher.highlight(title), lambda a=action: app.run_action(a), help=help_text)
 
 
+class Chunk:
+    """A row standing for a run of a wide level's rows (rows ``start``..``end`` of the
+    children of ``parent``): a 100,000-group machine shows 100 rows of 1,000 groups each,
+    each filled when opened, instead of 100,000 rows at once."""
+
+    __slots__ = ("parent", "start", "end", "first", "last")
+
+    def __init__(self, parent: Any, start: int, end: int, first: Any, last: Any) -> None:
+        self.parent, self.start, self.end, self.first, self.last = parent, start, end, first, last
+
+    def label(self) -> Text:
+        return Text(f"{self.first} … {self.last}  ({self.end - self.start:,} rows)", style="dim")
+
+
 class ModeTree(Tree[Any]):
     """A tree over one view; children are created only when a node is first expanded.
 
@@ -159,6 +173,8 @@ class ModeTree(Tree[Any]):
     ]
     #: Expanding everything stops after this many rows (a 100k-function machine stays usable).
     EXPAND_LIMIT = 3000
+    #: A level with more children than this shows them in runs of CHUNK rows (class Chunk).
+    CHUNK = 1000
 
     def __init__(self, **kw: Any) -> None:
         super().__init__("machine", **kw)
@@ -176,6 +192,8 @@ class ModeTree(Tree[Any]):
         self._only_path: set[Any] = set()
 
     def make_label(self, key: Any) -> Text:
+        if isinstance(key, Chunk):
+            return key.label()
         label = self.view.label(key)
         mark = self.marks.get(key)
         look = key in self.highlighted
@@ -257,10 +275,18 @@ class ModeTree(Tree[Any]):
             self.only, self._only_path = None, set()
         self.ensure_children(self.root)
         for child in list(self.root.children)[:64]:
+            if isinstance(child.data, Chunk):
+                break  # a wide top level: its runs stay closed until opened
             if self.only is None or child.data in self._only_path:
                 self.ensure_children(child)
                 child.expand()
         self.root.expand()
+
+    def _kids(self, key: Any, is_root: bool) -> list[Any]:
+        kids = list(self.view.children(None if is_root else key))
+        if self.only is not None and (is_root or (key in self._only_path and key != self.only)):
+            kids = [k for k in kids if k in self._only_path]
+        return kids
 
     def ensure_children(self, node: Any) -> None:
         key = node.data
@@ -268,12 +294,31 @@ class ModeTree(Tree[Any]):
         if marker in self._populated or self.view is None:
             return
         self._populated.add(marker)
-        kids = self.view.children(None if node is self.root else key)
-        if self.only is not None and (node is self.root or (key in self._only_path and key != self.only)):
-            kids = [k for k in kids if k in self._only_path]
+        if isinstance(key, Chunk):
+            kids = self._kids(key.parent, key.parent is None)[key.start:key.end]
+        else:
+            kids = self._kids(key, node is self.root)
+            if len(kids) > self.CHUNK:
+                parent = None if node is self.root else key
+                for start in range(0, len(kids), self.CHUNK):
+                    end = min(start + self.CHUNK, len(kids))
+                    chunk = Chunk(parent, start, end, kids[start], kids[end - 1])
+                    self._key_nodes[chunk] = node.add(chunk.label(), data=chunk, allow_expand=True)
+                return
         for child in kids:
             n = node.add(self.make_label(child), data=child, allow_expand=self.view.has_children(child))
             self._key_nodes[child] = n
+
+    def _chunk_holding(self, node: Any, key: Any) -> Any:
+        """The Chunk row under ``node`` whose run holds ``key`` (None: ``node`` is not chunked)."""
+        first = node.children[0].data if node.children else None
+        if not isinstance(first, Chunk):
+            return None
+        try:
+            i = self._kids(first.parent, first.parent is None).index(key)
+        except ValueError:
+            return None
+        return node.children[i // self.CHUNK]
 
     @on(Tree.NodeExpanded)
     def _expanded(self, event: Tree.NodeExpanded) -> None:
@@ -282,13 +327,26 @@ class ModeTree(Tree[Any]):
     def expand_to(self, key: Any) -> None:
         """Expand the path to ``key`` so its row is shown, without moving the cursor."""
         path = self.view.path_to(key) if self.view is not None else []
-        self.ensure_children(self.root)
+        node = self.root
+        self.ensure_children(node)
         for k in path[:-1]:
-            node = self._key_nodes.get(k)
+            node = self._node_under(node, k)
             if node is None:
                 return
             self.ensure_children(node)
             node.expand()
+
+    def _node_under(self, parent: Any, key: Any) -> Any:
+        """The row of ``key``, a child of ``parent``'s row, opening the run that holds it."""
+        nxt = self._key_nodes.get(key)
+        if nxt is None:
+            chunk = self._chunk_holding(parent, key)
+            if chunk is None:
+                return None
+            self.ensure_children(chunk)
+            chunk.expand()
+            nxt = self._key_nodes.get(key)
+        return nxt
 
     def reveal(self, key: Any) -> bool:
         """Expand the path to ``key`` (populating as needed) and move the cursor there."""
@@ -296,7 +354,7 @@ class ModeTree(Tree[Any]):
         node = self.root
         self.ensure_children(node)
         for k in path:
-            nxt = self._key_nodes.get(k)
+            nxt = self._node_under(node, k)
             if nxt is None:
                 return False
             if k != path[-1]:
@@ -582,9 +640,10 @@ class ExplorerApp(FitHere, App):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """On a preview only looking around works; the rest comes back with the whole machine."""
-        if self.preview_total is not None and action not in PREVIEW_ACTIONS:
-            return None
-        return super().check_action(action, parameters)
+        allowed = super().check_action(action, parameters)
+        if allowed and self.preview_total is not None and action not in PREVIEW_ACTIONS:
+            return None  # shown, greyed, until the whole machine is in
+        return allowed
 
     def show_details(self, text: Text) -> None:
         """Put text in the details pane, wrapped so "label  value" columns stay aligned."""
@@ -609,8 +668,7 @@ class ExplorerApp(FitHere, App):
         from ..export.topology import context_summary
 
         if self.preview_total is not None:
-            self.sub_title = (f"{src.location}: reading {self.preview_total:,} functions… (first {len(topology):,} "
-                              "shown; planning waits)")
+            self.sub_title = f"{src.location}: first {len(topology):,} of {self.preview_total:,} functions (loading…)"
         else:
             self.sub_title = f"{src.location} ({src.kind}, {len(topology)} functions) · {context_summary(topology)}"
         if self.compare is not None:
@@ -702,6 +760,10 @@ class ExplorerApp(FitHere, App):
     def _select_key(self, key: Any) -> None:
         tree = self.query_one(ModeTree)
         if tree.view is None:
+            return
+        if isinstance(key, Chunk):
+            self.show_details(Text(f"{key.end - key.start:,} rows, {key.first} to {key.last}: "
+                                   "→ or Enter opens them; / finds one by name or address."))
             return
         device = tree.view.device_of(key)
         self.selection.set(key, device, self.view_name)
