@@ -85,7 +85,7 @@ def test_app_shows_a_preview_then_the_whole_machine(big_tree, monkeypatch):
                     break
             assert app.topology is not None and app.preview_total == len(whole)
             assert len(app.topology) == sources.PREVIEW_FUNCTIONS or len(app.topology) == len(whole)
-            assert "loading" in app.sub_title and f"of {len(whole):,} functions" in app.sub_title
+            assert "loading" in app.sub_title and f"/{len(whole):,} functions" in app.sub_title
             assert app.check_action("plan_assign", (False,)) is None  # shown, disabled
             assert app.check_action("view", ("groups",)) is True
             await pilot.press("down", "down")

@@ -668,7 +668,7 @@ class ExplorerApp(FitHere, App):
         from ..export.topology import context_summary
 
         if self.preview_total is not None:
-            self.sub_title = f"{src.location}: first {len(topology):,} of {self.preview_total:,} functions (loading…)"
+            self.sub_title = f"{src.location}: {len(topology):,}/{self.preview_total:,} functions, loading…"
         else:
             self.sub_title = f"{src.location} ({src.kind}, {len(topology)} functions) · {context_summary(topology)}"
         if self.compare is not None:
