@@ -87,8 +87,8 @@ def test_no_parameters_reproduce_the_source(kernel, machine, capsys):
     base = MORE / kernel / f"boot-{machine}-none.tar.gz"
     assert main(["boot", str(base), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["diff"] == {"buses": [], "windows": [], "bars": [], "renamed": []} or \
-        not any(doc["diff"].get(k) for k in ("buses", "windows", "bars", "renamed")), doc["diff"]
+    assert set(doc["diff"]) >= {"buses", "windows", "bars"}
+    assert not any(doc["diff"][k] for k in doc["diff"]), doc["diff"]
 
 
 def test_iov_bars_are_measured():
