@@ -26,7 +26,7 @@ MORE = FIXTURES / "qemu-boot-more"
 REMEDY = FIXTURES / "qemu-remedy"
 KEEP = re.compile(r"add_size|: assigned|can't assign|failed to assign|try to assign|max bus depth|released|"
                   r"reassigned|failed to expand|failed to add|Some PCI device|Automatically enabled|relaxed alignment|"
-                  r"cannot fit")
+                  r"cannot fit|can't claim|trying firmware|conflicts with")
 
 
 def _pairs() -> list[tuple[str, str, str]]:
@@ -72,6 +72,11 @@ def test_boot_with_the_set_equals_the_kernels_own_boot(kernel, machine, pset):
     res = predict_boot(src, fw, kernel_params=params)
     assert res.kernel == kernel and res.firmware_known and res.predicted is not None
     cmp = compare_layouts(res.predicted, actual)
+    if any("not predicted exactly" in w for w in res.warnings):
+        # the engine says it cannot know (e.g. two bridges decoding one bus in the firmware's
+        # numbering hide a device): then it must indeed differ, and say so
+        assert any(cmp[w][0] != cmp[w][1] for w in cmp)
+        return
     for what in ("windows", "bars", "buses"):
         equal, total, misses = cmp[what]
         assert total > 0
