@@ -109,7 +109,7 @@ def test_iov_bars_are_measured():
 
 
 def _remedy_cases() -> list[str]:
-    return sorted(p.name[:-len(".meta.json")] for p in REMEDY.glob("*.meta.json")
+    return sorted(f"{p.parent.name}/{p.name[:-len('.meta.json')]}" for p in REMEDY.glob("*/*.meta.json")
                   if json.loads(p.read_text()).get("qmp"))
 
 
@@ -126,14 +126,15 @@ def test_the_first_reboot_remedy_really_fits(case, capsys):
     offers for the hot-add (``CASE.pre``), then hot-added the device through the QEMU monitor
     (``CASE``). The remedy must be the one the capture used, the predicted boot must equal the
     kernel's boot, and the device must sit where the remedy says."""
+    kernel, case = case.split("/")
     machine = case.split("-", 1)[0]
-    base = REMEDY / f"{machine}-none.tar.gz"
-    pre, _ = _load(REMEDY / f"{case}.pre.tar.gz")
-    post, _ = _load(REMEDY / f"{case}.tar.gz")
+    base = REMEDY / kernel / f"{machine}-none.tar.gz"
+    pre, _ = _load(REMEDY / kernel / f"{case}.pre.tar.gz")
+    post, _ = _load(REMEDY / kernel / f"{case}.tar.gz")
     dev = _new_function(pre, post)
     port = str(dev.parent)
     bars = [f"{b.index}:{b.kind.value}:{b.size}" for b in dev.bars or () if b.size]
-    meta = json.loads((REMEDY / f"{case}.meta.json").read_text())
+    meta = json.loads((REMEDY / kernel / f"{case}.meta.json").read_text())
     args = ["fit", str(base), "--port", port, "--hotplug", meta["hotplug"], "--json"]
     for b in bars:
         args += ["--bar", b]
@@ -146,6 +147,7 @@ def test_the_first_reboot_remedy_really_fits(case, capsys):
     # the boot the remedy predicts is the kernel's boot
     src, fw = _load(base)
     res = predict_boot(src, fw, kernel_params=m.group(1))
+    assert res.kernel == kernel
     for what, (equal, total, misses) in compare_layouts(res.predicted, pre).items():
         assert equal == total, f"{what}: {misses}"
     # and the device really got every BAR, at the addresses the remedy gave
