@@ -187,6 +187,8 @@ class _Boot:
         self.nodes: dict[Address, _Node] = {}
         self.by_dev: dict[int, _Node] = {}
         self.buses: dict[tuple[int, int], KBus] = {}
+        #: two bridges decode one bus number (a firmware fault): what is behind them is not known
+        self.shared_bus = False
 
     # ---- the physical tree ---------------------------------------------------------------
     def tree(self) -> dict[tuple[int, int], list[_Node]]:
@@ -367,11 +369,37 @@ class _Boot:
             top = max(top, last)
         return top - bus.number if top else 0
 
+    @staticmethod
+    def _fw_regs(node: _Node) -> list[int]:
+        fd, fn = node.fw, node.fn
+        if fd.fw_secondary is None and not fd.fw_bus_invalid and fn is not None and present(fn.bridge) \
+                and fn.bridge.secondary:  # type: ignore[union-attr]
+            # No "PCI bridge to" line: pci_scan_bridge_extend() found its secondary bus already
+            # reached through another bridge (pci_find_bus()) and added none, so nothing read
+            # its windows; it never rewrote the registers either, and the source shows them.
+            return [fn.bridge.secondary, fn.bridge.subordinate]  # type: ignore[union-attr, list-item]
+        return [fd.fw_secondary or 0, fd.fw_subordinate or 0]
+
+    def _shared_bus_numbers(self) -> bool:
+        """Two bridges whose firmware bus ranges start at the same secondary bus."""
+        seen: set[tuple[int, int]] = set()
+        for node in self.nodes.values():
+            if not node.fw.is_bridge:
+                continue
+            sec, sub = self._fw_regs(node)
+            if not sec or sec > sub or sec <= node.address.bus:
+                continue
+            key = (node.address.domain, sec)
+            if key in seen:
+                return True
+            seen.add(key)
+        return False
+
     def scan_bridge(self, bus: KBus, dev: KDev, mx: int, available: int, pass_: int) -> int:
         node = self.by_dev[id(dev)]
         fd = node.fw
         if node.regs is None:  # the bridge's bus number registers as the firmware left them
-            node.regs = [fd.fw_secondary or 0, fd.fw_subordinate or 0]
+            node.regs = self._fw_regs(node)
         sec, sub = node.regs
         broken = False
         if not pass_ and (node.primary != bus.number or sec <= bus.number or sec > sub):
@@ -381,8 +409,12 @@ class _Boot:
             if pass_:
                 return mx
             if (bus.domain, sec) in self.buses:
+                # probe.c: "If we already got to this bus through a different bridge, don't re-add it":
+                # the bridge gets no subordinate bus; its registers stay as they are
                 self.warnings.append(f"{dev.name}: the firmware's bus {sec:02x} is already reached through another "
                                      "bridge; the kernel would reuse it")
+                if sub > mx:
+                    mx = sub
                 return mx
             child = KBus(sec, sec, sub, dev, bus, bus.domain)
             dev.subordinate = child
@@ -434,12 +466,12 @@ class _Boot:
         if dev.bus.is_root and dev.bus.windows_unknown:
             self.sim.unknown_root_used = True
         if root is None:
-            self.sim.info(dev, f"can't claim {name} {pr(res)}: no compatible bridge window")
+            self.sim.info(dev, f"{name} {pr(res)}: can't claim; no compatible bridge window")
             return False
         conflict = self.sim.request(root, res)
         if conflict is not None:
-            what = conflict.label or (f"{conflict.dev.name} {res_name(conflict.idx)}" if conflict.dev else conflict.name)  # type: ignore[arg-type]
-            self.sim.info(dev, f"can't claim {name} {pr(res)}: address conflict with {what} {pr(conflict)}")
+            what = conflict.name if conflict.dev is not None else (conflict.label or conflict.name)
+            self.sim.info(dev, f"{name} {pr(res)}: can't claim; address conflict with {what} {pr(conflict)}")
             return False
         return True
 
@@ -485,6 +517,7 @@ class _Boot:
                 if r.parent is not None or not r.start or not r.flags:
                     continue
                 if not self.claim(dev, r):
+                    self.sim.fw_addr[id(r)] = r.start  # pcibios_save_fw_addr(): "we'll assign a new address later"
                     r.end -= r.start
                     r.start = 0
             if dev.subordinate is not None:
@@ -581,6 +614,7 @@ class _Boot:
     # ---- run -----------------------------------------------------------------------------------
     def run(self) -> None:
         tops = self.tree()
+        self.shared_bus = self._shared_bus_numbers()
         keys = sorted(set(tops) | {(r.domain, r.bus) for r in self.fw.roots})
         for key in keys:
             self.scan_root(key, tops.get(key, []))
@@ -599,6 +633,7 @@ class _Boot:
                     r.start = 0
         for bus in self.roots:
             self.assign_root(bus)
+        self.sim.fw_addr.clear()  # pcibios_fw_addr_list_del()
 
 
 # =============================================================================================
@@ -674,10 +709,11 @@ def _to_topology(b: _Boot, source: Topology) -> tuple[Topology, dict[Address, Ad
         if dev.is_bridge:
             sub = dev.subordinate
             pbus = dev.bus.number
+            regs = node.regs or [0, 0]  # no bus of its own: the registers as left (sysfs reads config space)
             bridge = BridgeInfo(
                 primary=pbus,
-                secondary=sub.busn_start if sub is not None else 0,
-                subordinate=sub.busn_end if sub is not None else 0,
+                secondary=sub.busn_start if sub is not None else regs[0],
+                subordinate=sub.busn_end if sub is not None else regs[1],
                 io_window=_window_from(WindowKind.IO, dev.res[BRIDGE_IO]),  # type: ignore[arg-type]
                 mem_window=_window_from(WindowKind.MEM, dev.res[BRIDGE_MEM]),  # type: ignore[arg-type]
                 pref_window=_window_from(WindowKind.PREF, dev.res[BRIDGE_PREF]),  # type: ignore[arg-type]
@@ -863,6 +899,10 @@ def predict_boot(topology: Topology, firmware: "DmesgBoot | None", *, kernel_par
     if vfs:
         warnings.append(f"the source has {vfs} SR-IOV VFs: the kernel creates none at boot (a driver or "
                         "sriov_numvfs does later), so they are left out of the prediction")
+    if b.shared_bus and kp.assign_busses:
+        warnings.append("two bridges decode the same bus number in the firmware's numbering, so the devices seen "
+                        "there may sit behind either, and a device behind the other is hidden; once the kernel "
+                        "numbers the buses itself they are where they physically are: not predicted exactly")
     if b.sim.unknown_root_used:
         warnings.append("the host bridge windows are unknown to the kernel log: assignments on the root bus are "
                         "not predicted exactly")

@@ -247,6 +247,13 @@ class Sim:
         #: 6.12 pbus_size_mem(): retry with relaxed alignment when the upstream window is too
         #: small (versions.KernelRules.relaxed_alignment_retry)
         self.relaxed_alignment_retry = False
+        #: arch/x86/pci/i386.c pcibios_save_fw_addr(): the firmware's address of a BAR or IOV BAR
+        #: that could not be claimed at boot (id(KRes) -> address); emptied after the boot's
+        #: assignment (pcibios_fw_addr_list_del), so a hot-added device has none
+        self.fw_addr: dict[int, int] = {}
+        #: ioport_resource / iomem_resource: what a root-bus device's firmware address is
+        #: requested from when no host bridge window holds it (built on first use)
+        self._spaces: dict[int, KRes] = {}
 
     def info(self, dev: KDev | None, msg: str) -> None:
         self.log.append(f"{dev.prefix}: {msg}" if dev is not None else msg)
@@ -432,12 +439,69 @@ class Sim:
         ok = self.__assign(dev.bus, dev, res, size, align)
         if not ok:
             self.info(dev, f"{name} {pr(res)}: can't assign; no space")
-            # pci_revert_fw_address(): a hot-added device has no firmware address
+            ok = self.revert_fw_address(dev, res, size)
+        if not ok:
             self.info(dev, f"{name} {pr(res)}: failed to assign")
             return False
         res.flags &= ~UNSET
         res.flags &= ~STARTALIGN
         self.info(dev, f"{name} {pr(res)}: assigned")
+        return True
+
+    @staticmethod
+    def find_parent_resource(dev: KDev, res: KRes) -> KRes | None:
+        """pci_find_parent_resource(): the first window of the device's bus that contains ``res``
+        (same type, neither unset); a prefetchable window holding a non-prefetchable BAR is none."""
+        for r in dev.bus.resources:
+            if r is None or not r.flags or (r.flags & (IO | MEM)) != (res.flags & (IO | MEM)):
+                continue
+            if (r.flags | res.flags) & UNSET:
+                continue
+            if r.start <= res.start and res.end <= r.end:
+                if (r.flags & PREFETCH) and not (res.flags & PREFETCH):
+                    return None
+                return r
+        return None
+
+    def _space(self, dev: KDev, res: KRes) -> KRes:
+        """ioport_resource or iomem_resource, holding the host bridge windows of the device's
+        root bus (what a request there can conflict with; other firmware ranges are not known)."""
+        io = bool(res.flags & IO)
+        key = IO if io else MEM
+        sp = self._spaces.get(key)
+        if sp is None:
+            sp = KRes(0, 0xFFFF if io else (1 << 64) - 1, key, "PCI IO" if io else "PCI mem")
+            bus = dev.bus
+            for r in bus.root_resources:
+                if r.flags & key:
+                    win = KRes(r.start, r.end, r.flags, f"PCI Bus {bus.domain:04x}:{bus.number:02x}")
+                    if self.request(sp, win) is not None:
+                        continue
+            self._spaces[key] = sp
+        return sp
+
+    def revert_fw_address(self, dev: KDev, res: KRes, size: int) -> bool:
+        """drivers/pci/setup-res.c pci_revert_fw_address(): after "can't assign; no space", try
+        the address the firmware had given (saved only when claiming it failed at boot)."""
+        fw = self.fw_addr.get(id(res))
+        if not fw:
+            return False
+        name = res_name(res.idx)  # type: ignore[arg-type]
+        start, end = res.start, res.end
+        res.start, res.end = fw, fw + size - 1
+        res.flags &= ~UNSET
+        root = self.find_parent_resource(dev, res)
+        if root is None:
+            if dev.bus.self_dev is not None:
+                return False  # -ENXIO: behind a bridge only its windows reach the device
+            root = self._space(dev, res)  # "on the root bus, assume the host bridge will forward everything"
+        self.info(dev, f"{name}: trying firmware assignment {pr(res)}")
+        conflict = self.request(root, res)
+        if conflict is not None:
+            self.info(dev, f"{name} {pr(res)}: conflicts with {conflict.name} {pr(conflict)}")
+            res.start, res.end = start, end
+            res.flags |= UNSET
+            return False
         return True
 
     def reassign_resource(self, dev: KDev, res: KRes, addsize: int, min_align: int) -> bool:
