@@ -133,7 +133,7 @@ def load_source(spec: str | None = None) -> Topology:
 
 
 #: Functions a preview reads: more rows than the tallest terminal shows.
-PREVIEW_FUNCTIONS = 400
+PREVIEW_FUNCTIONS = 256
 #: Below this many functions the whole machine loads about as fast as a preview: no preview.
 PREVIEW_FROM = 3000
 

@@ -532,6 +532,7 @@ class ExplorerApp(FitHere, App):
         self._matches: list[Address] = []
         self._match_pos = 0
         self._details_text = Text("")
+        self._details_lines = -1
         #: Walkthrough bookkeeping: what the user did since the current step began.
         self._step_log: dict[str, list[Any]] = {"views": [], "selected": [], "exports": []}
         self._step_actions_start = 0
@@ -651,7 +652,12 @@ class ExplorerApp(FitHere, App):
         pane = self.query_one("#details-pane")
         # The pane's width less its border, the text's padding and the scrollbar.
         width = pane.size.width - 2 - 2 - 2
-        self.query_one("#details", Static).update(hang_wrap(text, width) if width > 0 else text)
+        shown = hang_wrap(text, width) if width > 0 else text
+        lines = shown.plain.count("\n")
+        # As many lines as before: the pane's layout stays, so only the text is repainted
+        # (a keystroke on a 100,000-function machine then costs the app a few milliseconds).
+        self.query_one("#details", Static).update(shown, layout=lines != self._details_lines)
+        self._details_lines = lines
 
     @property
     def details_text(self) -> Text:
