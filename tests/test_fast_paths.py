@@ -183,3 +183,34 @@ def test_indexed_pci_ids_equal_the_full_parse():
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read()
         _same_db(names.PciIds.parse(text), names.PciIds.parse_indexed(text))
+
+
+def test_long_device_lists_read_in_chunks_equal_the_whole(unpacked, monkeypatch, tmp_path):
+    """A plan's device list in the form save writes is read DEVICE_CHUNK lines at a time
+    (bounded memory on a 100,000-function machine): the same plan, and for a bad line the
+    same one-line error (line and field) as reading the whole document."""
+    from explorer.plan import add_action, new_plan, save_plan
+    from explorer.plan import planfile
+    from explorer.plan.planfile import PlanFileError, parse_plan
+
+    t = load_source(str(unpacked("switch")))
+    dev = next(fn for fn in t if fn.class_code is not None and fn.class_code >> 16 == 0x02)
+    path = tmp_path / "plan.yaml"
+    save_plan(add_action(new_plan(t, "switch"), ["assign", str(dev.address), "--vm", "vm1"]), path)
+    text = path.read_text()
+    whole = parse_plan(text, str(path))
+    assert len(whole.devices) > 7
+    monkeypatch.setattr(planfile, "DEVICE_CHUNK", 3)
+    assert planfile._split_devices(text) is not None  # the chunked path is taken
+    again = parse_plan(text, str(path))
+    assert again == whole and again.action_lines == whole.action_lines
+    lines = text.split("\n")
+    bad = lines.index("devices:") + 8  # a device line in the third chunk
+    broken = "\n".join(lines[:bad] + [lines[bad].replace('id: "', 'id: "zz')] + lines[bad + 1:])
+    monkeypatch.setattr(planfile, "DEVICE_CHUNK", 10**6)
+    with pytest.raises(PlanFileError) as plain:
+        parse_plan(broken, str(path))
+    monkeypatch.setattr(planfile, "DEVICE_CHUNK", 3)
+    with pytest.raises(PlanFileError) as chunked:
+        parse_plan(broken, str(path))
+    assert str(chunked.value) == str(plain.value) and f":{bad + 1}:" in str(plain.value)

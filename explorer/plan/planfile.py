@@ -288,8 +288,66 @@ def _construct(node: yaml.ScalarNode) -> Any:
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+#: Device lines read per YAML document when a plan's device list is in the form ``save``
+#: writes (one ``- {bdf: ...}`` line a device): a 100,000-function machine's plan then never
+#: holds a node (with its marks) for each of its million scalars at once.
+DEVICE_CHUNK = 2000
+
+
+def _split_devices(text: str) -> tuple[str, int, list[str]] | None:
+    """The plan with its device lines blanked (``devices: []``; every other line where it
+    was), the index of the first device line, and those lines; None when the list is not
+    one flow mapping a line (then the whole document is read as one)."""
+    lines = text.split("\n")
+    try:
+        head = lines.index("devices:")
+    except ValueError:
+        return None
+    end = head + 1
+    while end < len(lines) and lines[end].startswith("  - {") and lines[end].rstrip().endswith("}"):
+        end += 1
+    if end == head + 1 or end - head - 1 < DEVICE_CHUNK or (end < len(lines) and lines[end][:1] in (" ", "-", "\t")):
+        return None
+    block = lines[head + 1:end]
+    lines[head] = "devices: []"
+    lines[head + 1:end] = [""] * len(block)
+    return "\n".join(lines), head + 1, block
+
+
+def _read_device_lines(r: _Reader, first_line: int, block: list[str]) -> tuple[DeviceFingerprint, ...]:
+    """:func:`_read_devices` over the device lines, DEVICE_CHUNK at a time, each chunk a
+    document placed at its own line numbers (marks, and messages, as for the whole file)."""
+    from ..model.limits import yaml_expansion_problem
+
+    out: list[DeviceFingerprint] = []
+    seen: set[Address] = set()
+    for start in range(0, len(block), DEVICE_CHUNK):
+        part = "\n" * (first_line + start - 1) + "devices:\n" + "\n".join(block[start:start + DEVICE_CHUNK])
+        root = yaml.compose(part, Loader=_Loader)
+        problem = yaml_expansion_problem(root)
+        if problem is not None:
+            raise r.err(problem[1], None, problem[0])
+        m = r.mapping(root, "")
+        out += _read_devices(r, m["devices"][1], start=start, seen=seen)
+    return tuple(out)
+
+
 def parse_plan(text: str, path: str | None = None) -> Plan:
-    """Parse plan YAML text. Raises PlanFileError (one line)."""
+    """Parse plan YAML text. Raises PlanFileError (one line).
+
+    A long device list in the form ``save`` writes is read a chunk at a time; anything
+    that goes wrong that way is read again as one document, so errors and their places
+    are always the whole document's."""
+    split = _split_devices(text)
+    if split is not None:
+        try:
+            return _parse_plan(split[0], path, (split[1], split[2]))
+        except (PlanFileError, yaml.YAMLError, RecursionError, KeyError):
+            pass
+    return _parse_plan(text, path, None)
+
+
+def _parse_plan(text: str, path: str | None, device_lines: tuple[int, list[str]] | None) -> Plan:
     from ..model.limits import yaml_expansion_problem
 
     r = _Reader(path)
@@ -328,7 +386,9 @@ def parse_plan(text: str, path: str | None = None) -> Plan:
         raise r.err(root, "source", "missing: the SOURCE the plan was made against")
     source = _read_source(r, top["source"][1])
     devices: tuple[DeviceFingerprint, ...] = ()
-    if "devices" in top:
+    if device_lines is not None:
+        devices = _read_device_lines(r, *device_lines)
+    elif "devices" in top:
         devices = _read_devices(r, top["devices"][1])
     actions: list[Action] = []
     lines: list[int | None] = []
@@ -391,10 +451,10 @@ def _check_pattern(r: _Reader, node: yaml.Node, fld: str, value: str | None, hex
         raise r.err(node, fld, f"expected {what}, got {value!r}")
 
 
-def _read_devices(r: _Reader, node: yaml.Node) -> tuple[DeviceFingerprint, ...]:
+def _read_devices(r: _Reader, node: yaml.Node, *, start: int = 0, seen: set[Address] | None = None) -> tuple[DeviceFingerprint, ...]:
     out: list[DeviceFingerprint] = []
-    seen: set[Address] = set()
-    for i, dnode in enumerate(r.sequence(node, "devices")):
+    seen = set() if seen is None else seen
+    for i, dnode in enumerate(r.sequence(node, "devices"), start):
         fld = f"devices[{i}]"
         m = r.mapping(dnode, fld)
         r.unknown_keys(m, {"bdf", "id", "subsystem", "class", "serial", "driver", "override", "numvfs", "vf"}, fld)
