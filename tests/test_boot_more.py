@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from explorer.cli import main
 from explorer.kernel.setup.boot import compare_layouts, predict_boot
-from explorer.sources import load_source
-from explorer.sources.dmesg import load_dmesg
 from conftest import FIXTURES
+from test_boot import _load, _pci_words  # one capture cache for both files
 
 MORE = FIXTURES / "qemu-boot-more"
 REMEDY = FIXTURES / "qemu-remedy"
@@ -42,18 +40,6 @@ def _pairs() -> list[tuple[str, str, str]]:
 
 
 PAIRS = _pairs()
-_cache: dict[str, object] = {}
-
-
-def _load(path: Path):
-    key = str(path)
-    if key not in _cache:
-        _cache[key] = (load_source(key), load_dmesg(key))
-    return _cache[key]
-
-
-def _pci_words(cmdline: str | None) -> str:
-    return " ".join(w for w in (cmdline or "").split() if w.startswith("pci="))
 
 
 def test_the_data_has_new_machines_and_sets():
