@@ -732,6 +732,24 @@ def _device_dirs(r: _Root, devdir: str, name: str, parents: dict[str, str | None
     return f"{base}/{last}", False
 
 
+def _open_device(r: _Root, devdir: str, name: str, parents: dict[str, str | None]) -> tuple[str | None, _DevDir | None]:
+    """(root-relative directory, its open _DevDir) of device ``name``; (None, None) when the
+    link leads nowhere inside the root."""
+    rel, checked = _device_dirs(r, devdir, name, parents)
+    if rel is None:
+        return None, None
+    d = _DevDir(r.abs(rel))
+    if not checked and d.fd is None and d.error != errno.ENOENT:
+        # Not a plain directory (a link, say): resolve it inside the root instead.
+        rel = r.resolve_link(f"{devdir}/{name}")
+        if rel is None:
+            return None, None
+        d = _DevDir(r.abs(rel))
+    if d.fd is None and d.error == errno.ENOENT:
+        return None, None
+    return rel, d
+
+
 def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, mdev_dirs=None) -> None:
     seen: dict[str, str] = {}
     parents: dict[str, str | None] = {}
@@ -743,16 +761,8 @@ def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable
     devdir = r.resolve_in_root(devdir) or devdir
     for name in names:
         addr = _share(shared, Address.parse(name))
-        rel, checked = _device_dirs(r, devdir, name, parents)
-        if rel is not None and not checked:
-            d = _DevDir(r.abs(rel))
-            if d.fd is None and d.error != errno.ENOENT:
-                # Not a plain directory (a link, say): resolve it inside the root instead.
-                rel = r.resolve_link(f"{devdir}/{name}")
-                d = _DevDir(r.abs(rel)) if rel is not None else None
-        else:
-            d = _DevDir(r.abs(rel)) if rel is not None else None
-        if rel is None or d is None or (d.fd is None and d.error == errno.ENOENT):
+        rel, d = _open_device(r, devdir, name, parents)
+        if rel is None or d is None:
             warnings.append(f"{devdir}/{name}: link leads nowhere inside the tree; skipped")
             continue
         if rel in seen:
