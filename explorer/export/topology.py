@@ -211,28 +211,16 @@ def context_summary(t: Topology) -> str:
     return ", ".join(x for x in (kern, iommu, slots) if x)
 
 
-#: id(topology) -> (weak reference to it, its machine-wide context lines): the app shows them
-#: for every row the cursor lands on, and counting a big machine's groups each time shows.
-_CONTEXT_LINES: dict[int, tuple[Any, tuple[str, ...]]] = {}
-
-
 def context_lines(t: Topology, fn: Function | None = None) -> list[str]:
     """The context as short text lines: kernel and rules, command line, IOMMU; a port's slot driver."""
-    import weakref
-
     from ..kernel.context import source_context
 
     ctx = source_context(t)
     out = []
     if fn is not None and fn.is_bridge and present(fn.slot):
         out.append(f"hotplug driver: {ctx.slot_driver(fn.address).describe()}")
-    hit = _CONTEXT_LINES.get(id(t))
-    if hit is None or hit[0]() is not t:
-        if len(_CONTEXT_LINES) > 64:
-            _CONTEXT_LINES.clear()
-        hit = (weakref.ref(t), tuple(ln for ln in ctx.lines() if not ln.startswith("slot hotplug at ")))
-        _CONTEXT_LINES[id(t)] = hit
-    out += hit[1]
+    # Machine-wide, and shown for every row the cursor lands on: counted once per topology.
+    out += t.memo("context_lines", lambda: tuple(ln for ln in ctx.lines() if not ln.startswith("slot hotplug at ")))
     return out
 
 

@@ -10,9 +10,6 @@ when a fact it depends on is unknown (the slot's driver, the kernel's rule set).
 
 from __future__ import annotations
 
-import weakref
-from typing import Any
-
 from ..model import Address, SlotInfo, Topology
 from ..model.context import (
     DRIVER_MODE,
@@ -137,19 +134,9 @@ def _rules_fact(release: Fact) -> Fact:
     return assumed(name, f"kernel {release.value} is not modelled; the nearest modelled kernel is {name}")
 
 
-_CACHE: dict[int, tuple[Any, KernelContext]] = {}
-
-
 def source_context(topology: Topology) -> KernelContext:
     """The context the source itself gives (no flags), computed once per topology."""
-    hit = _CACHE.get(id(topology))
-    if hit is not None and hit[0]() is topology:
-        return hit[1]
-    ctx = _base(topology)
-    if len(_CACHE) > 64:
-        _CACHE.clear()
-    _CACHE[id(topology)] = (weakref.ref(topology), ctx)
-    return ctx
+    return topology.memo("kernel_context", lambda: _base(topology))
 
 
 def resolve_context(topology: Topology, *, hotplug: str | None = None, kernel: str | None = None,

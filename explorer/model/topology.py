@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 from .address import Address
 from .device import ABSENT, Function, HostBridge, present
 from .thunderbolt import ThunderboltDevice
 from .mdev import MdevInfo
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,16 @@ class Topology:
         ordered = {a: by_addr[a] for a in sorted(by_addr, key=lambda a: (a.domain, a.bus, a.device, a.function))}
         hbs = tuple(sorted(host_bridges, key=lambda h: (h.domain, h.root_bus)))
         return cls(ordered, hbs, source or SourceInfo("memory", "<memory>"), mdev)
+
+    def memo(self, name: str, compute: Callable[[], _T]) -> _T:
+        """``compute()`` once per topology, kept with it under ``name`` (derived facts that
+        layers below the model compute: the kernel context, its text lines)."""
+        key = f"_memo_{name}"
+        try:
+            return self.__dict__[key]
+        except KeyError:
+            value = self.__dict__[key] = compute()
+            return value
 
     # ---- lookups ---------------------------------------------------------------
     def __len__(self) -> int:
