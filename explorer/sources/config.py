@@ -213,13 +213,29 @@ def _decode_bridge(r: _Reader) -> BridgeInfo:
     return BridgeInfo(primary, secondary, subordinate, io_window, mem_window, pref_window)
 
 
-def decode_config(data: bytes, file_size: int | None = None) -> ConfigFacts:
+#: ConfigFacts fields that depend only on the capability lists (the pointer at 0x34, the
+#: bytes from 0x40 on) and the header fields the walks read (status, header type, vendor):
+#: what ``decode_config`` may take from an earlier function with the same bytes there.
+_CAP_FIELDS = (
+    "pcie_type", "pcie_version", "slot_implemented", "slot_hotplug", "slot_surprise", "slot_number",
+    "link", "sysfs_link", "caps", "vf_bars", "qemu_reserve", "cap_ids", "ecap_ids", "warnings",
+)
+#: A memo holds at most this many capability regions (4 KiB each) before it starts over.
+MEMO_MAX = 2048
+
+
+def decode_config(data: bytes, file_size: int | None = None, memo: dict | None = None) -> ConfigFacts:
     """Decode ``data``, the readable prefix of a function's config space.
 
     ``file_size`` is the size of the whole space when the source knows it (the
     sysfs ``config`` file's size). When all of it was read and it is 256 bytes,
     the function has no extended config space, so extended capabilities are
     known to be absent; when only a prefix was read they stay unknown.
+
+    ``memo`` (a dict the caller keeps for one load) lets functions whose capability
+    regions are byte-for-byte equal, as a PF's VFs are, share one decode of them. The
+    facts' lists (``cap_ids``, ``vf_bars``, ``warnings``...) are then shared too: read them,
+    never change them.
     """
     r = _Reader(data)
     f = ConfigFacts(length=len(data))
@@ -247,35 +263,53 @@ def decode_config(data: bytes, file_size: int | None = None) -> ConfigFacts:
     if rom is not None:
         f.rom_base = rom & 0xFFFFF800
         f.rom_enabled = bool(rom & 0x1)
+    if memo is None:
+        _decode_caps(r, f, file_size)
+        return f
+    key = (data[0x34:0x35] + data[0x40:], file_size, f.status is None or f.status & 0x10, f.header_type, f.vendor_id == 0x1B36)
+    got = memo.get(key)
+    if got is None:
+        _decode_caps(r, f, file_size)
+        got = {name: getattr(f, name) for name in _CAP_FIELDS}
+        if f.header_type != 0:  # a bridge's subsystem IDs come from its SSVID capability
+            got["subsystem_vendor_id"], got["subsystem_device_id"] = f.subsystem_vendor_id, f.subsystem_device_id
+        if len(memo) >= MEMO_MAX:
+            memo.clear()
+        memo[key] = got
+    else:
+        f.__dict__.update(got)
+    return f
 
-    std_known = len(data) >= 256
+
+def _decode_caps(r: _Reader, f: ConfigFacts, file_size: int | None) -> None:
+    """The capability lists: Express (type, link, slot), the standard and extended ones."""
+    std_known = r.n >= 256
     has_cap_list = f.status is not None and bool(f.status & 0x10)
     if f.status is not None and not has_cap_list:
         # No capability list at all: every capability is known to be absent.
         f.pcie_type = PcieType.CONVENTIONAL
         f.caps = _all_absent()
-        return f
+        return
     if not std_known:
-        return f
+        return
 
     exp_off = _walk_std_caps(r, f)
     if exp_off is None:
         f.pcie_type = PcieType.CONVENTIONAL
         # Without an Express capability there is no extended config space.
         f.caps = _all_absent()
-        return f
+        return
 
-    ext_known = len(data) >= 4096 or (file_size is not None and len(data) >= file_size)
+    ext_known = r.n >= 4096 or (file_size is not None and r.n >= file_size)
     devcap2 = r.u32(exp_off + 0x24) if (f.pcie_version or 0) >= 2 else None
     eetlp = bool(devcap2 & (1 << 21)) if devcap2 is not None else None
     arifwd = bool(devcap2 & (1 << 5)) if devcap2 is not None else None
-    if len(data) <= 256 and ext_known:
+    if r.n <= 256 and ext_known:
         f.caps = _all_absent(eetlp_prefix=eetlp, ari_forwarding=arifwd)
     elif ext_known:
         f.caps = _walk_ext_caps(r, f, eetlp_prefix=eetlp, ari_forwarding=arifwd)
     else:
         f.caps = Capabilities(eetlp_prefix=eetlp, ari_forwarding=arifwd)
-    return f
 
 
 def _all_absent(eetlp_prefix: bool | None = False, ari_forwarding: bool | None = False) -> Capabilities:

@@ -758,6 +758,8 @@ def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable
     #: Equal immutable values (capabilities, links, driver names...) kept once: a PF's VFs
     #: share most of them, and a 100,000-function machine then fits in far less memory.
     shared: dict = {}
+    #: Capability regions decoded so far (config.decode_config's memo).
+    cfg_memo: dict = {}
     devdir = r.resolve_in_root(devdir) or devdir
     for name in names:
         addr = _share(shared, Address.parse(name))
@@ -771,7 +773,7 @@ def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable
             raise SourceError(f"{devdir}/{seen[rel]} and {name} lead to the same directory {rel}: refused", path=r.root)
         seen[rel] = name
         try:
-            fn, hb = _load_from_dir(d, r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, pf_ids, shared)
+            fn, hb = _load_from_dir(d, r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, pf_ids, shared, cfg_memo)
             sr = fn.caps.sriov
             if present(sr) and sr.vf_device is not None and fn.vendor_id is not None and fn.config_size:  # type: ignore[union-attr]
                 pf_ids[name] = (fn.vendor_id, sr.vf_device)  # type: ignore[union-attr]
@@ -871,6 +873,7 @@ def _load_from_dir(
     warnings: list[str],
     pf_ids: dict[str, tuple[int, int]],
     shared: dict,
+    cfg_memo: dict | None = None,
 ) -> tuple[Function, tuple[tuple[int, int], Address | None] | None]:
     present_files = d.names
     text = d.text
@@ -889,7 +892,7 @@ def _load_from_dir(
             hb_key = ((int(m.group(1), 16), int(m.group(2), 16)), owner)
 
     cfg_raw = d.config()
-    facts = decode_config(cfg_raw[0], cfg_raw[1]) if cfg_raw else None
+    facts = decode_config(cfg_raw[0], cfg_raw[1], cfg_memo) if cfg_raw else None
     if facts:
         for w in facts.warnings:
             warnings.append(f"{addr}: {w}")
