@@ -67,8 +67,69 @@ def bar_json(b: Bar) -> dict[str, Any]:
     return d
 
 
-def device_json(t: Topology, fn: Function, trust_memo: dict | None = None) -> dict[str, Any]:
-    """Every model fact of one function (the keys tree --json promises come first)."""
+def _caps_json(caps: Any) -> dict[str, Any]:
+    acs = None
+    if caps.acs is ABSENT:
+        acs = False
+    elif caps.acs is not None:
+        acs = {"cap": acs_flags_str(caps.acs.cap), "ctrl": acs_flags_str(caps.acs.ctrl)}
+    return {
+        "acs": acs,
+        "ats": _maybe(caps.ats),
+        "pri": _maybe(caps.pri),
+        "pasid": _maybe(caps.pasid),
+        "sriov": _maybe(caps.sriov),
+        "ari": _maybe(caps.ari),
+        "aer": _maybe(caps.aer),
+        "rcec": None if caps.rcec is None else (False if caps.rcec is ABSENT else {**_plain(caps.rcec), "devices": list(caps.rcec.devices)}),
+        "dsn": _maybe(caps.dsn),
+        "eetlp_prefix": caps.eetlp_prefix,
+        "ari_forwarding": caps.ari_forwarding,
+    }
+
+
+def _names_json(fn: Function) -> dict[str, Any]:
+    return {
+        "vendor": names.vendor_name(fn),
+        "device": names.device_name(fn),
+        "subsystem": names.subsystem_name(fn),
+        "class": names.class_name(fn),
+    }
+
+
+def _same_part(parts: dict | None, obj: Any, build: Any) -> Any:
+    """``build(obj)``, or what it gave before for this very object in one document.
+
+    A big machine's functions share most values (the loaders keep equal capabilities,
+    links and slots once), so each is turned into JSON once per document; the parts are
+    read, never changed."""
+    if parts is None:
+        return build(obj)
+    got = parts.get(id(obj))
+    if got is not None and got[0] is obj:
+        return got[1]
+    value = build(obj)
+    parts[id(obj)] = (obj, value)  # the object is kept, so its id is not reused meanwhile
+    return value
+
+
+def _names_part(parts: dict | None, fn: Function) -> dict[str, Any]:
+    """The names of ``fn``, shared by the functions with the same IDs and source names."""
+    if parts is None:
+        return _names_json(fn)
+    key = (fn.vendor_id, fn.device_id, fn.subsystem_vendor_id, fn.subsystem_device_id, fn.class_code,
+           fn.vendor_name, fn.device_name, fn.subsystem_name, fn.class_name)
+    try:
+        return parts[key]
+    except KeyError:
+        value = parts[key] = _names_json(fn)
+        return value
+
+
+def device_json(t: Topology, fn: Function, trust_memo: dict | None = None, parts: dict | None = None) -> dict[str, Any]:
+    """Every model fact of one function (the keys tree --json promises come first).
+
+    ``parts`` (a dict kept for one document) lets equal values share one JSON object."""
     from .trust import device_trust_json
 
     br = fn.bridge if present(fn.bridge) else None
@@ -78,11 +139,6 @@ def device_json(t: Topology, fn: Function, trust_memo: dict | None = None) -> di
         owner_addr = t.vmd_domains.get(fn.address.domain)
         owner = str(owner_addr) if owner_addr else None
     caps = fn.caps
-    acs = None
-    if caps.acs is ABSENT:
-        acs = False
-    elif caps.acs is not None:
-        acs = {"cap": acs_flags_str(caps.acs.cap), "ctrl": acs_flags_str(caps.acs.ctrl)}  # type: ignore[union-attr]
     return {
         "bdf": fn.bdf,
         "parent": str(fn.parent) if fn.parent else None,
@@ -103,12 +159,7 @@ def device_json(t: Topology, fn: Function, trust_memo: dict | None = None) -> di
         "unassigned_bars": [{"index": b.index, "kind": b.kind.value, "size": b.size} for b in bars if not b.assigned],
         "rom": _maybe(bar_json(fn.rom) if isinstance(fn.rom, Bar) else fn.rom),
         "vf_bars": None if fn.vf_bars is None else [bar_json(b) for b in fn.vf_bars],
-        "names": {
-            "vendor": names.vendor_name(fn),
-            "device": names.device_name(fn),
-            "subsystem": names.subsystem_name(fn),
-            "class": names.class_name(fn),
-        },
+        "names": _names_part(parts, fn),
         "subsystem_vendor": _hex(fn.subsystem_vendor_id, 4),
         "subsystem_device": _hex(fn.subsystem_device_id, 4),
         "revision": _hex(fn.revision, 2),
@@ -116,21 +167,9 @@ def device_json(t: Topology, fn: Function, trust_memo: dict | None = None) -> di
         "multifunction": fn.multifunction,
         "config_size": fn.config_size,
         "primary_bus": br.primary if br else None,  # type: ignore[union-attr]
-        "caps": {
-            "acs": acs,
-            "ats": _maybe(caps.ats),
-            "pri": _maybe(caps.pri),
-            "pasid": _maybe(caps.pasid),
-            "sriov": _maybe(caps.sriov),
-            "ari": _maybe(caps.ari),
-            "aer": _maybe(caps.aer),
-            "rcec": None if caps.rcec is None else (False if caps.rcec is ABSENT else {**_plain(caps.rcec), "devices": list(caps.rcec.devices)}),  # type: ignore[union-attr]
-            "dsn": _maybe(caps.dsn),
-            "eetlp_prefix": caps.eetlp_prefix,
-            "ari_forwarding": caps.ari_forwarding,
-        },
-        "slot": _maybe(fn.slot),
-        "link": _plain(fn.link),
+        "caps": _same_part(parts, caps, _caps_json),
+        "slot": _same_part(parts, fn.slot, _maybe),
+        "link": _same_part(parts, fn.link, _plain),
         "driver_override": _maybe(fn.driver_override),
         "numa_node": fn.numa_node,
         "physfn": str(fn.physfn) if fn.physfn else None,
@@ -164,7 +203,8 @@ def topology_json(t: Topology, *, stream: bool = False) -> dict[str, Any]:
     demand (for explorer.jsonout.write_json: a big machine's document is never whole in
     memory)."""
     memo: dict = {}
-    devices = (device_json(t, fn, memo) for fn in t)
+    parts: dict = {}
+    devices = (device_json(t, fn, memo, parts) for fn in t)
     return envelope("tree", t, {
         "host_bridges": [host_bridge_json(h) for h in t.host_bridges],
         "devices": devices if stream else list(devices),

@@ -59,6 +59,17 @@ def pri(t: Topology, addr: Address, trust: Trust | None) -> Feature:
 
 
 def pasid(t: Topology, addr: Address) -> Feature:
+    # Kept with the topology: a VF asks its PF, and every device below a port walks the
+    # same path to the root.
+    cache: dict[Address, Feature] = t.memo("pasid", dict)
+    try:
+        return cache[addr]
+    except KeyError:
+        got = cache[addr] = _pasid(t, addr)
+        return got
+
+
+def _pasid(t: Topology, addr: Address) -> Feature:
     fn = t.functions[addr]
     if fn.is_virtfn and fn.physfn in t.functions:
         pf = pasid(t, fn.physfn)  # type: ignore[arg-type]
