@@ -7,7 +7,7 @@ Always printed with the domain, in lowercase hex: ``0000:00:1f.3``.  VMD domains
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import total_ordering
 
 _BDF_RE = re.compile(
@@ -29,6 +29,17 @@ class Address:
     bus: int
     device: int
     function: int
+    #: The text and the hash, made on first use (a big machine's addresses are printed and
+    #: looked up again and again); not part of the value.
+    _text: str = field(default="", init=False, repr=False, compare=False)
+    _hash: int = field(default=-1, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        h = self._hash
+        if h == -1:  # the same value the dataclass hash gives: sets and dicts order as before
+            h = hash((self.domain, self.bus, self.device, self.function))
+            object.__setattr__(self, "_hash", h)
+        return h
 
     def __post_init__(self) -> None:
         if not 0 <= self.domain <= 0xFFFFFFFF:
@@ -84,7 +95,11 @@ class Address:
         return self._key() < other._key()
 
     def __str__(self) -> str:
-        return f"{self.domain:04x}:{self.bus:02x}:{self.device:02x}.{self.function:x}"
+        text = self._text
+        if not text:
+            text = f"{self.domain:04x}:{self.bus:02x}:{self.device:02x}.{self.function:x}"
+            object.__setattr__(self, "_text", text)
+        return text
 
     def __repr__(self) -> str:
         return f"Address('{self}')"
