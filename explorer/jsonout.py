@@ -69,7 +69,14 @@ def _has_iterator(v: Any, depth: int = 0) -> bool:
     if _is_iterator(v):
         return True
     if depth < 3 and isinstance(v, dict):
-        return any(_has_iterator(x, depth + 1) for x in v.values())
+        for x in v.values():
+            t = type(x)
+            if t is dict:
+                # (a dict at the last level searched holds nothing that is searched)
+                if depth < 2 and _has_iterator(x, depth + 1):
+                    return True
+            elif t not in _VALUES and _has_iterator(x, depth + 1):
+                return True
     return False
 
 
