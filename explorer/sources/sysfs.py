@@ -362,6 +362,17 @@ def _int(text: str | None, base: int = 0) -> int | None:
         return None
 
 
+def _int_of(data: bytes | None, base: int) -> int | None:
+    """An attribute's number straight from its bytes (``int`` skips the whitespace and a
+    ``0x`` the kernel prints); None when missing, empty or not a number."""
+    if not data:
+        return None
+    try:
+        return int(data, base)
+    except ValueError:
+        return None
+
+
 def _speed(text: str | None) -> str | None:
     if not text or text.lower().startswith("unknown"):
         return None
@@ -707,6 +718,16 @@ def _share(shared: dict, value):
         return value
 
 
+def _address(shared: dict, name: str) -> Address | None:
+    """The Address a ``dddd:bb:dd.f`` name stands for, parsed once a load (VFs name their
+    PF, PFs their VFs); None for a name that is no address."""
+    try:
+        return shared[name]
+    except KeyError:
+        a = shared[name] = _share(shared, Address.parse(name)) if is_address(name) else None
+        return a
+
+
 def _device_dirs(r: _Root, devdir: str, name: str, parents: dict[str, str | None]) -> tuple[str | None, bool]:
     """(root-relative directory of device ``name``, whether it still needs the full check).
 
@@ -762,7 +783,7 @@ def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable
     cfg_memo: dict = {}
     devdir = r.resolve_in_root(devdir) or devdir
     for name in names:
-        addr = _share(shared, Address.parse(name))
+        addr = _address(shared, name) or Address.parse(name)
         rel, d = _open_device(r, devdir, name, parents)
         if rel is None or d is None:
             warnings.append(f"{devdir}/{name}: link leads nowhere inside the tree; skipped")
@@ -901,7 +922,7 @@ def _load_from_dir(
     # subsystem IDs sysfs would print are the same registers, so take them from config
     # space when it was readable and spare a file read each.
     cfg_ok = facts is not None and facts.length >= 64
-    class_code = _int(text("class"), 16)
+    class_code = _int_of(d.raw("class"), 16)
     # A VF's own ID registers read 0xffff: the kernel takes them from its PF (iov.c).
     ids_ok = cfg_ok and "physfn" not in present_files and facts.vendor_id not in (None, 0xFFFF)  # type: ignore[union-attr]
     physfn_name = d.link("physfn")
@@ -930,10 +951,12 @@ def _load_from_dir(
         iov_range, win_first = _layout(len(rows))
         bars = []
         nbars = 6 if header_type in (0, None) else 2
-        for i in range(min(6, len(rows))):
-            b = _bar_from_row(i, rows[i])
-            if b is not None and i < nbars:
-                bars.append(b)
+        for i in range(min(nbars, len(rows))):
+            row = rows[i]
+            if row[2]:  # most rows: no BAR there
+                b = _bar_from_row(i, row)
+                if b is not None:
+                    bars.append(b)
         if len(rows) > 6:
             rb = _bar_from_row(6, rows[6])
             rom = rb if rb is not None else ABSENT
@@ -942,7 +965,7 @@ def _load_from_dir(
             # The IOV resource spans one VF BAR times TotalVFs (drivers/pci/iov.c sriov_init).
             total = facts.caps.sriov.total_vfs if facts is not None and present(facts.caps.sriov) else None  # type: ignore[union-attr]
             for n, i in enumerate(iov_range):
-                if i < len(rows):
+                if i < len(rows) and rows[i][2]:
                     b = _bar_from_row(n, rows[i])
                     if b is not None:
                         per_vf = b.size // total if b.size is not None and total else None
@@ -1041,14 +1064,15 @@ def _load_from_dir(
         override_v = ABSENT if override in ("(null)", "") else override
     group_name = d.link("iommu_group")
     group: object = sys.intern(group_name) if group_name else (ABSENT if groups_exist else None)
-    physfn = _share(shared, Address.parse(physfn_name)) if physfn_name and is_address(physfn_name) else None
+    physfn = _address(shared, physfn_name) if physfn_name else None
     virtfns = []
     # Only a PF has virtfnN links (and then sriov_totalvfs too); spare every other device the scan.
     for f in sorted(present_files) if "sriov_totalvfs" in present_files or "virtfn0" in present_files else ():
         if f.startswith("virtfn") and f[6:].isdigit():
             vn = d.link(f)
-            if vn and is_address(vn):
-                virtfns.append((int(f[6:]), _share(shared, Address.parse(vn))))
+            va = _address(shared, vn) if vn else None
+            if va is not None:
+                virtfns.append((int(f[6:]), va))
     virtfns.sort()
     vmd_domain = None
     if "domain" in present_files:
@@ -1070,7 +1094,7 @@ def _load_from_dir(
         removable = text("removable") == "removable"
     else:
         removable = False if removable_known else None
-    numa = _int(text("numa_node"), 10)
+    numa = _int_of(d.raw("numa_node"), 10)
 
     # Subsystem IDs: a normal header holds them at 0x2c; a bridge's come from its SSVID
     # capability (read by the kernel at probe), else sysfs prints what the kernel stored.
