@@ -42,8 +42,8 @@ class CliError(Exception):
     """A usage problem; message printed as one line, exit 2."""
 
 
-def _load(spec: str | None) -> Topology:
-    t = load_source(spec)
+def _load(spec: str | None, leave_out: frozenset[str] = frozenset()) -> Topology:
+    t = load_source(spec, leave_out=leave_out)
     # The topology is built and immutable: the cyclic collector need not scan its objects
     # again each time the command's own allocations trigger a collection.
     gc.freeze()
@@ -98,10 +98,16 @@ def _write_output(path: str, text: str, force: bool, *, executable: bool = False
 # ---- commands ------------------------------------------------------------------------
 
 
+_TREE_TEXT_LEAVES_OUT = frozenset({"resources", "attributes", "group_types"})
+_GROUPS_LEAVE_OUT = frozenset({"resources", "attributes"})
+
+
 def cmd_tree(args: argparse.Namespace) -> int:
     from .export.topology import render_tree, topology_json
 
-    t = _load(args.source)
+    # The text tree shows no BARs, windows, per-function attributes or group types: a
+    # sysfs source need not read them (sources/sysfs.LEAVE_OUT).
+    t = _load(args.source, frozenset() if args.json else _TREE_TEXT_LEAVES_OUT)
     if args.json:
         _print_json(topology_json(t, stream=True))
     else:
@@ -144,7 +150,10 @@ def cmd_groups(args: argparse.Namespace) -> int:
     from .export.groups import compare_text, groups_json, list_text, no_iommu_text
     from .kernel.groups import predict_groups
 
-    t = _load(args.source)
+    # Groups come from config space, links and IDs: no BARs, windows or per-function
+    # attributes are shown, except by -v (reset methods), --vfio-ids and --move.
+    whole = args.verbose or args.vfio_ids or args.move
+    t = _load(args.source, frozenset() if whole else _GROUPS_LEAVE_OUT)
     if args.vfio_ids:
         return _groups_vfio_ids(t, args.vfio_ids)
     assume = [_addr(a) for a in args.assume_acs]

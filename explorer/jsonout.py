@@ -111,6 +111,20 @@ def _chunks(v: Any, indent: bool, level: int) -> Iterator[str]:
         yield end + "}"
         return
     # an iterator: its items are encoded as they come, in batches
+    if not indent:
+        # Compact: one encoder call a batch ("[a,b]" less its brackets is "a,b").
+        items: list[Any] = []
+        started = False
+        for x in v:
+            items.append(x)
+            if len(items) >= BATCH:
+                yield ("[" if not started else ",") + _COMPACT.encode(items)[1:-1]
+                started, items = True, []
+        if items:
+            yield ("[" if not started else ",") + _COMPACT.encode(items)[1:-1]
+            started = True
+        yield "]" if started else "[]"
+        return
     batch: list[str] = []
     started = False
     for x in v:

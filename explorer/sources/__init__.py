@@ -115,18 +115,22 @@ def detect_kind(spec: str) -> str:
     )
 
 
-def load_source(spec: str | None = None) -> Topology:
+def load_source(spec: str | None = None, *, leave_out: frozenset[str] = frozenset()) -> Topology:
     """Load any SOURCE (see module doc). Raises SourceError with a one-line message.
 
     Every topology is checked for consistency (parent and physfn cycles, dangling links,
     devices outside their bridge's bus range) and has control characters in its text
     escaped (sources/consistency.py) before it is returned.
+
+    ``leave_out`` names facts a command does not show (see sysfs.LEAVE_OUT): a sysfs tree or
+    snapshot then does not read them and they stay unknown. Text sources hold everything
+    already and ignore it.
     """
     from ..model.topology import TopologyError
     from .consistency import check_topology, scrub_text
 
     try:
-        t = _load_source(spec)
+        t = _load_source(spec, leave_out)
     except TopologyError as e:
         raise SourceError(str(e), path=spec or live_root()) from None
     return scrub_text(check_topology(t))
@@ -163,12 +167,12 @@ def preview_source(spec: str | None, functions: int = PREVIEW_FUNCTIONS) -> tupl
     return scrub_text(check_topology(t)), total
 
 
-def _load_source(spec: str | None) -> Topology:
+def _load_source(spec: str | None, leave_out: frozenset[str] = frozenset()) -> Topology:
     if spec is None or spec == "":
         from .sysfs import load_sysfs
 
         root = live_root()
-        return load_sysfs(root, kind="sysfs", location="this machine" if root == "/" else root)
+        return load_sysfs(root, kind="sysfs", location="this machine" if root == "/" else root, leave_out=leave_out)
     kind = detect_kind(spec)
     if kind == "builtin":
         name = spec[len("builtin:"):]
@@ -186,11 +190,11 @@ def _load_source(spec: str | None) -> Topology:
     if kind == "sysfs":
         from .sysfs import load_sysfs
 
-        return _with_kernel_log(spec, load_sysfs(spec, kind="sysfs", location=spec))
+        return _with_kernel_log(spec, load_sysfs(spec, kind="sysfs", location=spec, leave_out=leave_out))
     if kind == "snapshot":
         from .snapshot import load_snapshot
 
-        return _with_kernel_log(spec, load_snapshot(spec))
+        return _with_kernel_log(spec, load_snapshot(spec, leave_out=leave_out))
     if kind == "yaml":
         from .yaml_topology import load_yaml
 

@@ -1131,12 +1131,13 @@ def _captured_mdev(root: str) -> bool:
     return isinstance(meta, dict) and meta.get("mdev") is True
 
 
-def load_snapshot(path: str | Path) -> Topology:
+def load_snapshot(path: str | Path, *, leave_out: frozenset[str] = frozenset()) -> Topology:
     """Load a snapshot archive (``.tar.gz`` or plain ``.tar``) taken by :func:`capture`.
 
     Every member is checked before anything is written; the archive is unpacked into a
     private temporary directory that is removed afterwards. Raises SourceError (one line,
     naming the archive and the offending member) for anything unsafe or unreadable.
+    ``leave_out``: facts not to read, as for :func:`explorer.sources.sysfs.load_sysfs`.
     """
     spath = str(path)
     tmp = tempfile.mkdtemp(prefix="pci-explorer-snapshot-")
@@ -1146,7 +1147,7 @@ def load_snapshot(path: str | Path) -> Topology:
         if root is None:
             raise SourceError("not a snapshot: the archive has no sys/bus/pci/devices", path=spath)
         try:
-            topo = load_sysfs(root, kind="snapshot", location=spath)
+            topo = load_sysfs(root, kind="snapshot", location=spath, leave_out=leave_out)
         except SourceError as e:
             raise SourceError(f"not a snapshot: {e.message}", path=spath) from None
         if topo.mdev is None and _captured_mdev(root):

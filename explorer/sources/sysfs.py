@@ -550,10 +550,25 @@ def _device_names(r: "_Root") -> list[str]:
     return names
 
 
-def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | None = None) -> Topology:
-    """Read the PCI tree under ``root`` (a directory holding ``sys/``)."""
+#: Facts a command may leave unread (``leave_out``): each costs files per function and
+#: shows only in some outputs; left out, they stay unknown (None) in the model.
+#: "resources": the resource file (BARs, ROM, IOV BARs, bridge windows);
+#: "attributes": driver_override, reset_method, numa_node;
+#: "group_types": sys/kernel/iommu_groups/*/type (the default domain of each group).
+LEAVE_OUT = frozenset({"resources", "attributes", "group_types"})
+
+
+def load_sysfs(root: str | Path = "/", *, kind: str = "sysfs", location: str | None = None,
+               leave_out: frozenset[str] = frozenset()) -> Topology:
+    """Read the PCI tree under ``root`` (a directory holding ``sys/``).
+
+    ``leave_out`` (a subset of :data:`LEAVE_OUT`) names facts not to read, for a command that
+    shows none of them (``tree`` as text)."""
+    unknown = set(leave_out) - LEAVE_OUT
+    if unknown:
+        raise ValueError(f"cannot leave out {', '.join(sorted(unknown))} (known: {', '.join(sorted(LEAVE_OUT))})")
     r = _Root(root)
-    return _load_sysfs(r, _device_names(r), kind=kind, location=location, preview=False)
+    return _load_sysfs(r, _device_names(r), kind=kind, location=location, preview=False, leave_out=frozenset(leave_out))
 
 
 def preview_sysfs(root: str | Path = "/", functions: int = 400, *, location: str | None = None) -> tuple[Topology, int]:
@@ -569,7 +584,8 @@ def preview_sysfs(root: str | Path = "/", functions: int = 400, *, location: str
     return _load_sysfs(r, names[:functions], kind="sysfs", location=location, preview=True), len(names)
 
 
-def _load_sysfs(r: "_Root", names: list[str], *, kind: str, location: str | None, preview: bool) -> Topology:
+def _load_sysfs(r: "_Root", names: list[str], *, kind: str, location: str | None, preview: bool,
+                leave_out: frozenset[str] = frozenset()) -> Topology:
     devdir = "sys/bus/pci/devices"
     release = kernel_release(r)
     removable_known = _version_at_least(release, (5, 13))
@@ -589,7 +605,7 @@ def _load_sysfs(r: "_Root", names: list[str], *, kind: str, location: str | None
     gc.disable()
     mdev_dirs: list[str] = []
     try:
-        _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, mdev_dirs)
+        _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, mdev_dirs, leave_out)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -621,7 +637,7 @@ def _load_sysfs(r: "_Root", names: list[str], *, kind: str, location: str | None
     provenance = [("kernel_release", release_file(r.root) or "")] if release else []
     if r.read_text("proc/cmdline") is not None:
         provenance.append(("kernel_cmdline", "proc/cmdline"))
-    if group_labels:
+    if group_labels and "group_types" not in leave_out:
         provenance.append(("group_types", "sys/kernel/iommu_groups/*/type"))
     context_kw["provenance"] = tuple(provenance) + context_kw["provenance"]
     if preview:
@@ -632,6 +648,8 @@ def _load_sysfs(r: "_Root", names: list[str], *, kind: str, location: str | None
     if preview:  # the types of the groups it shows, nothing more
         shown = {fn.iommu_group for fn in functions if isinstance(fn.iommu_group, str)}
         group_types = _read_group_types(r, [g for g in group_labels if g in shown])
+    elif "group_types" in leave_out:
+        group_types = []
     else:
         group_types = _read_group_types(r, group_labels)
     source = SourceInfo(
@@ -728,6 +746,17 @@ def _address(shared: dict, name: str) -> Address | None:
         return a
 
 
+def _share_big(shared: dict, value):
+    """:func:`_share` for values costly to hash (capabilities, links): the very object kept
+    before (a memoised decode hands out the same ones again) is known without hashing it.
+    Kept objects stay alive, so their ids stay theirs."""
+    if value is None or shared.get(id(value)) is value:
+        return value
+    kept = _share(shared, value)
+    shared[id(kept)] = kept
+    return kept
+
+
 def _device_dirs(r: _Root, devdir: str, name: str, parents: dict[str, str | None]) -> tuple[str | None, bool]:
     """(root-relative directory of device ``name``, whether it still needs the full check).
 
@@ -771,7 +800,9 @@ def _open_device(r: _Root, devdir: str, name: str, parents: dict[str, str | None
     return rel, d
 
 
-def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, mdev_dirs=None) -> None:
+def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, mdev_dirs=None, leave_out=frozenset()) -> None:
+    resources = "resources" not in leave_out
+    attributes = "attributes" not in leave_out
     seen: dict[str, str] = {}
     parents: dict[str, str | None] = {}
     #: PF name -> (vendor, VF device ID) from its config space: what its VFs are.
@@ -794,7 +825,7 @@ def _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable
             raise SourceError(f"{devdir}/{seen[rel]} and {name} lead to the same directory {rel}: refused", path=r.root)
         seen[rel] = name
         try:
-            fn, hb = _load_from_dir(d, r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, pf_ids, shared, cfg_memo)
+            fn, hb = _load_from_dir(d, r, addr, rel, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, pf_ids, shared, cfg_memo, resources, attributes)
             sr = fn.caps.sriov
             if present(sr) and sr.vf_device is not None and fn.vendor_id is not None and fn.config_size:  # type: ignore[union-attr]
                 pf_ids[name] = (fn.vendor_id, sr.vf_device)  # type: ignore[union-attr]
@@ -895,6 +926,8 @@ def _load_from_dir(
     pf_ids: dict[str, tuple[int, int]],
     shared: dict,
     cfg_memo: dict | None = None,
+    resources: bool = True,
+    attributes: bool = True,
 ) -> tuple[Function, tuple[tuple[int, int], Address | None] | None]:
     present_files = d.names
     text = d.text
@@ -943,7 +976,7 @@ def _load_from_dir(
     rom = None
     vf_bars: list[Bar] | None = None
     windows: dict[WindowKind, object] = {}
-    res_text = text("resource")
+    res_text = text("resource") if resources else None
     if res_text is not None:
         rows, err = parse_resource(res_text)
         if err:
@@ -1058,7 +1091,7 @@ def _load_from_dir(
     # Driver, group, VF links
     driver_name = d.link("driver")
     driver = driver_name if driver_name else ABSENT
-    override = text("driver_override")
+    override = text("driver_override") if attributes else None
     override_v: object = None
     if override is not None:
         override_v = ABSENT if override in ("(null)", "") else override
@@ -1088,13 +1121,13 @@ def _load_from_dir(
         boot_vga = text("boot_vga") == "1"
     elif class_code is not None and (class_code >> 8) != 0x0300:
         boot_vga = False
-    reset = text("reset_method")
+    reset = text("reset_method") if attributes else None
     removable: bool | None
     if "removable" in present_files:
         removable = text("removable") == "removable"
     else:
         removable = False if removable_known else None
-    numa = _int_of(d.raw("numa_node"), 10)
+    numa = _int_of(d.raw("numa_node"), 10) if attributes else None
 
     # Subsystem IDs: a normal header holds them at 0x2c; a bridge's come from its SSVID
     # capability (read by the kernel at probe), else sysfs prints what the kernel stored.
@@ -1124,9 +1157,9 @@ def _load_from_dir(
         rom=rom,  # type: ignore[arg-type]
         vf_bars=tuple(vf_bars) if vf_bars is not None else (() if present_files and facts and caps.sriov is ABSENT else None),
         bridge=bridge,  # type: ignore[arg-type]
-        caps=_share(shared, caps),
+        caps=_share_big(shared, caps),
         slot=slot,  # type: ignore[arg-type]
-        link=_share(shared, link),
+        link=_share_big(shared, link),
         driver=_share(shared, driver),  # type: ignore[arg-type]
         driver_override=override_v,  # type: ignore[arg-type]
         iommu_group=group,  # type: ignore[arg-type]
@@ -1135,7 +1168,7 @@ def _load_from_dir(
         virtfns=tuple(a for _, a in virtfns),
         is_virtfn=physfn is not None,
         boot_vga=boot_vga,
-        reset_methods=_share(shared, _reset_methods(reset, "reset_method" in present_files, reset_known)),
+        reset_methods=_share(shared, _reset_methods(reset, "reset_method" in present_files, reset_known)) if attributes else None,
         external_facing=None,
         removable=removable,
         vmd_domain=vmd_domain,
