@@ -62,6 +62,20 @@ def device_keys(t: Topology, addr: Address) -> dict[str, Any]:
 
 
 def _siov_json(t: Topology, addr: Address) -> dict[str, Any]:
+    if t.mdev is None and addr in t.functions:
+        # Without mdev facts the verdict follows from the PASID answer alone: one object
+        # per answer (VFs of a PF share theirs; the object is read, never changed).
+        from ..kernel.ats import pasid
+
+        p = pasid(t, addr)
+        cache: dict[int, tuple[Any, dict[str, Any]]] = t.memo("siov_json", dict)
+        got = cache.get(id(p))
+        if got is not None and got[0] is p:
+            return got[1]
+        verdict, reasons = siov_status(t, addr)
+        value = {"capable": verdict, "reasons": reasons}
+        cache[id(p)] = (p, value)
+        return value
     verdict, reasons = siov_status(t, addr)
     return {"capable": verdict, "reasons": reasons}
 

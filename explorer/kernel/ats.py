@@ -24,11 +24,21 @@ class Feature:
     reason: str
 
 
+#: The answers for an unknown or missing capability, made once per name (immutable).
+_CAP_STATES: dict[tuple[str, bool], Feature] = {}
+
+
 def _cap_state(value: object, name: str) -> Feature | None:
     if value is None:
-        return Feature(name, None, f"{name} capability unknown (config space not readable)")
+        key = (name, False)
+        if key not in _CAP_STATES:
+            _CAP_STATES[key] = Feature(name, None, f"{name} capability unknown (config space not readable)")
+        return _CAP_STATES[key]
     if value is ABSENT:
-        return Feature(name, False, f"no {name} capability")
+        key = (name, True)
+        if key not in _CAP_STATES:
+            _CAP_STATES[key] = Feature(name, False, f"no {name} capability")
+        return _CAP_STATES[key]
     return None
 
 
@@ -72,8 +82,13 @@ def pasid(t: Topology, addr: Address) -> Feature:
 def _pasid(t: Topology, addr: Address) -> Feature:
     fn = t.functions[addr]
     if fn.is_virtfn and fn.physfn in t.functions:
-        pf = pasid(t, fn.physfn)  # type: ignore[arg-type]
-        return Feature("PASID", pf.supported, f"a VF uses its PF's PASID: {pf.reason}")
+        # One answer object for all VFs of a PF (the same words for each).
+        vf_cache: dict[Address, Feature] = t.memo("pasid_vf", dict)
+        got = vf_cache.get(fn.physfn)  # type: ignore[arg-type]
+        if got is None:
+            pf = pasid(t, fn.physfn)  # type: ignore[arg-type]
+            got = vf_cache[fn.physfn] = Feature("PASID", pf.supported, f"a VF uses its PF's PASID: {pf.reason}")  # type: ignore[index]
+        return got
     early = _cap_state(fn.caps.pasid, "PASID")
     if early:
         return early
