@@ -100,6 +100,7 @@ def _write_output(path: str, text: str, force: bool, *, executable: bool = False
 
 _TREE_TEXT_LEAVES_OUT = frozenset({"resources", "attributes", "group_types"})
 _GROUPS_LEAVE_OUT = frozenset({"resources", "attributes"})
+_RESOURCES_LEAVE_OUT = frozenset({"attributes"})
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
@@ -233,7 +234,8 @@ def cmd_resources(args: argparse.Namespace) -> int:
     from .export.resources import report_json, report_text
     from .kernel.resources import account
 
-    t = _load(args.source)
+    # Address space and bus numbers: the per-function attributes are not shown.
+    t = _load(args.source, _RESOURCES_LEAVE_OUT)
     port = _addr(args.port) if args.port else None
     if port is not None and port not in t.functions:
         raise CliError(f"--port {port}: no such device in {t.source.location}")
