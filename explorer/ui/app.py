@@ -17,6 +17,7 @@ from textual.widgets import Footer, Header, Input, LoadingIndicator, OptionList,
 from textual.widgets.option_list import Option
 
 from ..model import Address, AddressError, Topology, names
+from .details import DetailsPane
 from .hotfit import FitHere
 from .dialogs import AskDialog, ChoiceDialog, ConfirmDialog, ExportDialog, HelpDialog, PickDialog, SourceSuggester
 from .selection import Selection, hang_wrap
@@ -448,7 +449,6 @@ class ExplorerApp(FitHere, App):
     ModeTree { width: 3fr; border: round $primary; overflow-x: hidden; }
     #side { width: 2fr; }
     #details-pane { height: 2fr; border: round $secondary; scrollbar-size-vertical: 1; }
-    #details { padding: 0 1; }
     #search { dock: top; display: none; }
     #search.-visible { display: block; }
     LoadingIndicator { height: 3; }
@@ -532,7 +532,6 @@ class ExplorerApp(FitHere, App):
         self._matches: list[Address] = []
         self._match_pos = 0
         self._details_text = Text("")
-        self._details_lines = -1
         #: Walkthrough bookkeeping: what the user did since the current step began.
         self._step_log: dict[str, list[Any]] = {"views": [], "selected": [], "exports": []}
         self._step_actions_start = 0
@@ -562,8 +561,7 @@ class ExplorerApp(FitHere, App):
             with Vertical(id="side"):
                 with VerticalScroll(id="tour"):
                     yield Static(Text(""), id="tour-text")
-                with VerticalScroll(id="details-pane"):
-                    yield Static(Text("Loading…"), id="details")
+                yield DetailsPane(Text("Loading…"), id="details-pane")
         with Horizontal(id="plan-panel"):
             yield OptionList(id="plan-list")
             yield OptionList(id="findings")
@@ -649,15 +647,11 @@ class ExplorerApp(FitHere, App):
     def show_details(self, text: Text) -> None:
         """Put text in the details pane, wrapped so "label  value" columns stay aligned."""
         self._details_text = text
-        pane = self.query_one("#details-pane")
-        # The pane's width less its border, the text's padding and the scrollbar.
-        width = pane.size.width - 2 - 2 - 2
-        shown = hang_wrap(text, width) if width > 0 else text
-        lines = shown.plain.count("\n")
-        # As many lines as before: the pane's layout stays, so only the text is repainted
-        # (a keystroke on a 100,000-function machine then costs the app a few milliseconds).
-        self.query_one("#details", Static).update(shown, layout=lines != self._details_lines)
-        self._details_lines = lines
+        pane = self.query_one("#details-pane", DetailsPane)
+        # The wrap width as before: the pane's width inside its border, less 6.
+        width = pane.outer_size.width - 2 - 6
+        # Only the lines on screen are repainted (ui/details.py): no layout per keystroke.
+        pane.set_text(hang_wrap(text, width) if width > 0 else text)
 
     @property
     def details_text(self) -> Text:
