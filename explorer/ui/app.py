@@ -556,6 +556,9 @@ class ExplorerApp(FitHere, App):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(placeholder="search: address, name, vendor:device or driver", id="search")
+        if self.topology is None:
+            # Here rather than mounted in on_mount: the first screen is laid out once.
+            yield LoadingIndicator(id="loading")
         with Horizontal(id="main"):
             yield ModeTree(id="tree")
             with Vertical(id="side"):
@@ -575,7 +578,6 @@ class ExplorerApp(FitHere, App):
             self._install(self.topology)
         else:
             self.show_details(Text(f"Loading {self.source_spec or 'this machine'}…"))
-            self.mount(LoadingIndicator(id="loading"), before=self.query_one("#main"))
             self._load()
 
     def _load(self) -> None:
@@ -688,23 +690,31 @@ class ExplorerApp(FitHere, App):
             self.call_after_refresh(self._start_step)
 
     def _build_search_index(self) -> None:
-        """The plan's marks for search (the per-device text is built once per topology)."""
+        """The plan's marks for search (the per-device text is built once per topology, when
+        a search first needs it: not before the first screen is drawn)."""
         t = self.topology
         if t is None or self.analysis is None:
-            self._search_base, self._search_marks = [], {}
+            self._search_base, self._search_marks, self._search_for = [], {}, None
             return
+        self._search_marks = self._plan_marks() if self.plan is not None else {}
+
+    def _search_rows(self) -> list[tuple[Address, str]]:
+        t = self.topology
+        if t is None or self.analysis is None:
+            return []
         if self._search_for is not t:
             self._search_base = search_rows(t, self.analysis)
             self._search_for = t
-        self._search_marks = self._plan_marks() if self.plan is not None else {}
+        return self._search_base
 
     @property
     def search_index(self) -> list[tuple[Address, str]]:
         """Search text per device: address, name, IDs, driver, class, group, tags and the plan's marks."""
+        base = self._search_rows()
         marks = self._search_marks
         if not marks:
-            return self._search_base
-        return [(a, f"{text} {marks[a]}" if a in marks else text) for a, text in self._search_base]
+            return base
+        return [(a, f"{text} {marks[a]}" if a in marks else text) for a, text in base]
 
     # ---- views ---------------------------------------------------------------------
     VIEW_KEYS = {"topology": "1", "groups": "2", "trust": "3", "resources": "4"}
