@@ -20,7 +20,7 @@ from ..model import Address, AddressError, Topology, names
 from .details import DetailsPane
 from .hotfit import FitHere
 from .dialogs import AskDialog, ChoiceDialog, ConfirmDialog, ExportDialog, HelpDialog, PickDialog, SourceSuggester
-from .selection import Selection, hang_wrap
+from .selection import Selection, hang_wrap_lines, split_lines
 from .views import VIEW_TYPES, Analysis, GroupKey
 from .walkthrough import State as TourState
 from .walkthrough import Walkthrough, check as check_task
@@ -653,7 +653,7 @@ class ExplorerApp(FitHere, App):
         # The wrap width as before: the pane's width inside its border, less 6.
         width = pane.outer_size.width - 2 - 6
         # Only the lines on screen are repainted (ui/details.py): no layout per keystroke.
-        pane.set_text(hang_wrap(text, width) if width > 0 else text)
+        pane.set_lines(hang_wrap_lines(text, width) if width > 0 else split_lines(text))
 
     @property
     def details_text(self) -> Text:

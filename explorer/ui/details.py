@@ -17,6 +17,8 @@ from textual.strip import Strip
 from textual.visual import Visual, visualize
 from textual.widget import Widget
 
+from .selection import split_lines
+
 
 class DetailsPane(ScrollView, can_focus=True):
     """Scrollable lines of text (the caller wraps them to the pane's width)."""
@@ -27,7 +29,7 @@ class DetailsPane(ScrollView, can_focus=True):
 
     def __init__(self, text: Text | None = None, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
-        self._text = Text("")
+        self._text: Text | None = Text("")
         self._lines: list[Text] = []
         #: Rendered lines by index, for one width and style (cleared when either changes).
         self._strips: dict[int, Strip] = {}
@@ -37,11 +39,18 @@ class DetailsPane(ScrollView, can_focus=True):
     @property
     def text(self) -> Text:
         """The text shown (as wrapped by the caller)."""
+        if self._text is None:
+            self._text = Text("\n").join(self._lines)
         return self._text
 
     def set_text(self, text: Text) -> None:
+        self.set_lines(split_lines(text))
         self._text = text
-        self._lines = text.split("\n", include_separator=False) if text.plain else [Text("")]
+
+    def set_lines(self, lines: list[Text]) -> None:
+        """Show these lines (each already fits the pane: ``selection.hang_wrap_lines``)."""
+        self._text = None
+        self._lines = lines or [Text("")]
         self._strips.clear()
         size = Size(self.virtual_size.width, len(self._lines))
         if not self.is_mounted:
