@@ -11,7 +11,7 @@ import argparse
 import gc
 import os
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 from . import __version__
 from .cli_parser import Parser
