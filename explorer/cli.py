@@ -11,7 +11,7 @@ import argparse
 import gc
 import os
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 from . import __version__
 from .cli_parser import Parser
@@ -734,33 +734,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-class _EarlyPreview:
-    """``sources.preview_source(spec)`` in a daemon thread; ``result()`` waits for it (and
-    raises what it raised)."""
-
-    def __init__(self, spec: str | None) -> None:
-        import threading
-
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(spec,), name="pci-explorer-preview", daemon=True)
-        self._thread.start()
-
-    def _run(self, spec: str | None) -> None:
-        from .sources import preview_source
-
-        try:
-            self._value = preview_source(spec)
-        except BaseException as e:  # noqa: BLE001 - handed to the app's load thread
-            self._error = e
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
 def cmd_tui(args: argparse.Namespace) -> int:
     source = args.source
     notice = None
@@ -789,9 +762,12 @@ def cmd_tui(args: argparse.Namespace) -> int:
             from .sources import detect_kind
 
             detect_kind(source)
-        # A big sysfs tree's first rows are read while the app's modules load (the reads
-        # let go of the interpreter); the app shows them, then loads the rest.
-        early = _EarlyPreview(source) if compare is None else None
+        # A big sysfs tree's first rows are read while the app's modules load (in a child
+        # process where one can be forked: early_preview.py); the app shows them, then loads
+        # the rest.
+        from .early_preview import EarlyPreview
+
+        early = EarlyPreview(source) if compare is None else None
         from .ui.app import ExplorerApp
 
         ExplorerApp(source=source, notice=notice, compare=compare, early_preview=early).run()

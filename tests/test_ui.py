@@ -107,7 +107,7 @@ async def test_background_load_failure_is_shown(tmp_path):
     async with app.run_test(size=TERMINAL) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
-        assert "Could not load" in str(app.query_one("#details").render())
+        assert "Could not load" in app.query_one("#details-pane").text.plain
 
 
 async def test_each_view_mode_fills_the_tree(unpacked):

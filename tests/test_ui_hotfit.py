@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input, Static
+from textual.widgets import Input
 
 from explorer.cli import main
 from explorer.model import Address
@@ -82,8 +82,7 @@ def squeeze(text: str) -> str:
 def visible_details(app) -> str:
     """The details pane's lines that are on screen, white space dropped."""
     pane = app.query_one("#details-pane")
-    static = app.query_one("#details", Static)
-    lines = static.content.plain.split("\n")
+    lines = pane.text.plain.split("\n")
     shown = lines[round(pane.scroll_y): round(pane.scroll_y) + pane.scrollable_content_region.height]
     return squeeze("".join(shown))
 

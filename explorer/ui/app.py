@@ -17,9 +17,10 @@ from textual.widgets import Footer, Header, Input, LoadingIndicator, OptionList,
 from textual.widgets.option_list import Option
 
 from ..model import Address, AddressError, Topology, names
+from .details import DetailsPane
 from .hotfit import FitHere
 from .dialogs import AskDialog, ChoiceDialog, ConfirmDialog, ExportDialog, HelpDialog, PickDialog, SourceSuggester
-from .selection import Selection, hang_wrap
+from .selection import Selection, hang_wrap_lines, split_lines
 from .views import VIEW_TYPES, Analysis, GroupKey
 from .walkthrough import State as TourState
 from .walkthrough import Walkthrough, check as check_task
@@ -448,7 +449,6 @@ class ExplorerApp(FitHere, App):
     ModeTree { width: 3fr; border: round $primary; overflow-x: hidden; }
     #side { width: 2fr; }
     #details-pane { height: 2fr; border: round $secondary; scrollbar-size-vertical: 1; }
-    #details { padding: 0 1; }
     #search { dock: top; display: none; }
     #search.-visible { display: block; }
     LoadingIndicator { height: 3; }
@@ -532,7 +532,6 @@ class ExplorerApp(FitHere, App):
         self._matches: list[Address] = []
         self._match_pos = 0
         self._details_text = Text("")
-        self._details_lines = -1
         #: Walkthrough bookkeeping: what the user did since the current step began.
         self._step_log: dict[str, list[Any]] = {"views": [], "selected": [], "exports": []}
         self._step_actions_start = 0
@@ -557,13 +556,15 @@ class ExplorerApp(FitHere, App):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(placeholder="search: address, name, vendor:device or driver", id="search")
+        if self.topology is None:
+            # Here rather than mounted in on_mount: the first screen is laid out once.
+            yield LoadingIndicator(id="loading")
         with Horizontal(id="main"):
             yield ModeTree(id="tree")
             with Vertical(id="side"):
                 with VerticalScroll(id="tour"):
                     yield Static(Text(""), id="tour-text")
-                with VerticalScroll(id="details-pane"):
-                    yield Static(Text("Loading…"), id="details")
+                yield DetailsPane(Text("Loading…"), id="details-pane")
         with Horizontal(id="plan-panel"):
             yield OptionList(id="plan-list")
             yield OptionList(id="findings")
@@ -577,7 +578,6 @@ class ExplorerApp(FitHere, App):
             self._install(self.topology)
         else:
             self.show_details(Text(f"Loading {self.source_spec or 'this machine'}…"))
-            self.mount(LoadingIndicator(id="loading"), before=self.query_one("#main"))
             self._load()
 
     def _load(self) -> None:
@@ -649,15 +649,11 @@ class ExplorerApp(FitHere, App):
     def show_details(self, text: Text) -> None:
         """Put text in the details pane, wrapped so "label  value" columns stay aligned."""
         self._details_text = text
-        pane = self.query_one("#details-pane")
-        # The pane's width less its border, the text's padding and the scrollbar.
-        width = pane.size.width - 2 - 2 - 2
-        shown = hang_wrap(text, width) if width > 0 else text
-        lines = shown.plain.count("\n")
-        # As many lines as before: the pane's layout stays, so only the text is repainted
-        # (a keystroke on a 100,000-function machine then costs the app a few milliseconds).
-        self.query_one("#details", Static).update(shown, layout=lines != self._details_lines)
-        self._details_lines = lines
+        pane = self.query_one("#details-pane", DetailsPane)
+        # The wrap width as before: the pane's width inside its border, less 6.
+        width = pane.outer_size.width - 2 - 6
+        # Only the lines on screen are repainted (ui/details.py): no layout per keystroke.
+        pane.set_lines(hang_wrap_lines(text, width) if width > 0 else split_lines(text))
 
     @property
     def details_text(self) -> Text:
@@ -694,23 +690,31 @@ class ExplorerApp(FitHere, App):
             self.call_after_refresh(self._start_step)
 
     def _build_search_index(self) -> None:
-        """The plan's marks for search (the per-device text is built once per topology)."""
+        """The plan's marks for search (the per-device text is built once per topology, when
+        a search first needs it: not before the first screen is drawn)."""
         t = self.topology
         if t is None or self.analysis is None:
-            self._search_base, self._search_marks = [], {}
+            self._search_base, self._search_marks, self._search_for = [], {}, None
             return
+        self._search_marks = self._plan_marks() if self.plan is not None else {}
+
+    def _search_rows(self) -> list[tuple[Address, str]]:
+        t = self.topology
+        if t is None or self.analysis is None:
+            return []
         if self._search_for is not t:
             self._search_base = search_rows(t, self.analysis)
             self._search_for = t
-        self._search_marks = self._plan_marks() if self.plan is not None else {}
+        return self._search_base
 
     @property
     def search_index(self) -> list[tuple[Address, str]]:
         """Search text per device: address, name, IDs, driver, class, group, tags and the plan's marks."""
+        base = self._search_rows()
         marks = self._search_marks
         if not marks:
-            return self._search_base
-        return [(a, f"{text} {marks[a]}" if a in marks else text) for a, text in self._search_base]
+            return base
+        return [(a, f"{text} {marks[a]}" if a in marks else text) for a, text in base]
 
     # ---- views ---------------------------------------------------------------------
     VIEW_KEYS = {"topology": "1", "groups": "2", "trust": "3", "resources": "4"}

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..model import Address, AddressError
 
 WALKTHROUGH_DIR = Path(__file__).parent / "walkthroughs"
@@ -121,6 +119,8 @@ def _task(d: Any, where: str) -> Task:
 
 
 def load_walkthrough(path: str | Path) -> Walkthrough:
+    import yaml  # here, not at the top: the app's first screen does not wait for it
+
     p = Path(path)
     try:
         doc = yaml.safe_load(p.read_text(encoding="utf-8"))
