@@ -68,14 +68,12 @@ def _siov_json(t: Topology, addr: Address) -> dict[str, Any]:
         from ..kernel.ats import pasid
 
         p = pasid(t, addr)
-        cache: dict[int, tuple[Any, dict[str, Any]]] = t.memo("siov_json", dict)
-        got = cache.get(id(p))
-        if got is not None and got[0] is p:
-            return got[1]
-        verdict, reasons = siov_status(t, addr)
-        value = {"capable": verdict, "reasons": reasons}
-        cache[id(p)] = (p, value)
-        return value
+        cache: dict[tuple[bool | None, str], dict[str, Any]] = t.memo("siov_json", dict)
+        got = cache.get((p.supported, p.reason))
+        if got is None:
+            verdict, reasons = siov_status(t, addr)
+            got = cache[(p.supported, p.reason)] = {"capable": verdict, "reasons": reasons}
+        return got
     verdict, reasons = siov_status(t, addr)
     return {"capable": verdict, "reasons": reasons}
 

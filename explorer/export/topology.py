@@ -62,8 +62,12 @@ def _window(w: Any) -> list[int] | None:
 _VALUE: dict[Any, str] = {m: m.value for e in (BarKind, PcieType) for m in e}
 
 
+def _value(member: Any) -> str:
+    return _VALUE.get(member) or member.value
+
+
 def bar_json(b: Bar) -> dict[str, Any]:
-    d: dict[str, Any] = {"index": b.index, "start": b.start, "size": b.size, "kind": _VALUE.get(b.kind) or b.kind.value}
+    d: dict[str, Any] = {"index": b.index, "start": b.start, "size": b.size, "kind": _value(b.kind)}
     if b.total_size is not None:
         d["total_size"] = b.total_size
     if b.disabled:
@@ -149,7 +153,7 @@ def device_json(t: Topology, fn: Function, trust_memo: dict | None = None, parts
         "vendor": _hex(fn.vendor_id, 4),
         "device": _hex(fn.device_id, 4),
         "class": fn.class_hex,
-        "type": (_VALUE.get(fn.pcie_type) or fn.pcie_type.value) if fn.pcie_type else None,
+        "type": _value(fn.pcie_type) if fn.pcie_type else None,
         "driver": fn.driver if present(fn.driver) else None,
         "iommu_group": fn.iommu_group if present(fn.iommu_group) else None,
         "bus_range": list(br.bus_range) if br and br.bus_range else None,  # type: ignore[union-attr]
@@ -160,7 +164,7 @@ def device_json(t: Topology, fn: Function, trust_memo: dict | None = None, parts
         },
         "pref_window_64bit": (br.pref_window.is_64bit if br and isinstance(br.pref_window, Window) else None),  # type: ignore[union-attr]
         "bars": [bar_json(b) for b in bars if b.assigned],
-        "unassigned_bars": [{"index": b.index, "kind": _VALUE.get(b.kind) or b.kind.value, "size": b.size} for b in bars if not b.assigned],
+        "unassigned_bars": [{"index": b.index, "kind": _value(b.kind), "size": b.size} for b in bars if not b.assigned],
         "rom": _maybe(bar_json(fn.rom) if isinstance(fn.rom, Bar) else fn.rom),
         "vf_bars": None if fn.vf_bars is None else [bar_json(b) for b in fn.vf_bars],
         "names": _names_part(parts, fn),

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..model import ABSENT, Address, PcieType, Topology, present
 from .trust import Trust
@@ -24,21 +25,17 @@ class Feature:
     reason: str
 
 
-#: The answers for an unknown or missing capability, made once per name (immutable).
-_CAP_STATES: dict[tuple[str, bool], Feature] = {}
+@lru_cache(maxsize=None)
+def _cap_feature(name: str, absent: bool) -> Feature:
+    """The answer for an unknown or missing capability, made once per name (immutable)."""
+    if absent:
+        return Feature(name, False, f"no {name} capability")
+    return Feature(name, None, f"{name} capability unknown (config space not readable)")
 
 
 def _cap_state(value: object, name: str) -> Feature | None:
-    if value is None:
-        key = (name, False)
-        if key not in _CAP_STATES:
-            _CAP_STATES[key] = Feature(name, None, f"{name} capability unknown (config space not readable)")
-        return _CAP_STATES[key]
-    if value is ABSENT:
-        key = (name, True)
-        if key not in _CAP_STATES:
-            _CAP_STATES[key] = Feature(name, False, f"no {name} capability")
-        return _CAP_STATES[key]
+    if value is None or value is ABSENT:
+        return _cap_feature(name, value is ABSENT)
     return None
 
 

@@ -645,7 +645,7 @@ def _load_sysfs(r: "_Root", names: list[str], *, kind: str, location: str | None
         loaded = {fn.address for fn in functions}
         functions = [fn if all(v in loaded for v in fn.virtfns)
                      else replace(fn, virtfns=tuple(v for v in fn.virtfns if v in loaded)) for fn in functions]
-    if preview:  # the types of the groups it shows, nothing more
+        # The types of the groups it shows, nothing more.
         shown = {fn.iommu_group for fn in functions if isinstance(fn.iommu_group, str)}
         group_types = _read_group_types(r, [g for g in group_labels if g in shown])
     elif "group_types" in leave_out:
@@ -744,17 +744,6 @@ def _address(shared: dict, name: str) -> Address | None:
     except KeyError:
         a = shared[name] = _share(shared, Address.parse(name)) if is_address(name) else None
         return a
-
-
-def _share_big(shared: dict, value):
-    """:func:`_share` for values costly to hash (capabilities, links): the very object kept
-    before (a memoised decode hands out the same ones again) is known without hashing it.
-    Kept objects stay alive, so their ids stay theirs."""
-    if value is None or shared.get(id(value)) is value:
-        return value
-    kept = _share(shared, value)
-    shared[id(kept)] = kept
-    return kept
 
 
 def _device_dirs(r: _Root, devdir: str, name: str, parents: dict[str, str | None]) -> tuple[str | None, bool]:
@@ -1157,9 +1146,9 @@ def _load_from_dir(
         rom=rom,  # type: ignore[arg-type]
         vf_bars=tuple(vf_bars) if vf_bars is not None else (() if present_files and facts and caps.sriov is ABSENT else None),
         bridge=bridge,  # type: ignore[arg-type]
-        caps=_share_big(shared, caps),
+        caps=_share(shared, caps),
         slot=slot,  # type: ignore[arg-type]
-        link=_share_big(shared, link),
+        link=_share(shared, link),
         driver=_share(shared, driver),  # type: ignore[arg-type]
         driver_override=override_v,  # type: ignore[arg-type]
         iommu_group=group,  # type: ignore[arg-type]
