@@ -42,6 +42,24 @@ def test_encodings_equal_json_dumps(unpacked, name):
         assert "\n" not in compact
 
 
+def test_compact_encoder_writes_what_json_dumps_writes():
+    """orjson where it gives json.dumps's bytes, the json module where it would not."""
+    assert jsonout._orjson is not None, "orjson is a dependency: the fast encoder is not in use"
+    every_ascii = "".join(chr(i) for i in range(128))
+    names = ["Intel Corporation", "Realtek Semiconductor Co., Ltd.", "Müller GmbH", "\x1b]0;title\x07", "\x9b2J", "\u2028"]
+    docs = [
+        {"s": every_ascii, every_ascii: [every_ascii]},
+        {"names": names, "nested": [{"a": [1, None, True, False, -5, 2**63, 2**64 - 1]}]},
+        {"big": 2**64, "neg": -(2**63) - 1},  # beyond 64 bits: orjson refuses, json writes
+        {1: "int key", "x": (1, 2)},  # a key not a string: orjson refuses, json converts
+        [], {}, "", 0, None,
+    ]
+    for doc in docs:
+        assert jsonout.compact(doc) == json.dumps(doc, separators=(",", ":")), doc
+    for name in names:
+        assert jsonout.compact([name]) == json.dumps([name], separators=(",", ":"))
+
+
 @pytest.mark.parametrize("name", CAPTURES)
 def test_streamed_tree_document_is_byte_identical(unpacked, name, monkeypatch):
     t = load_source(str(unpacked(name)))
