@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import re
 from typing import Any, Sequence
 
@@ -21,6 +20,8 @@ def suggest(word: str, candidates: Sequence[str]) -> str | None:
     pre = [c for c in candidates if c.startswith(word) and len(word) >= 3]
     if len(pre) == 1:
         return pre[0]
+    import difflib  # only for a mistyped word
+
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return close[0] if close else None
 

@@ -26,10 +26,9 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
-try:  # several times faster than the json module's C encoder on a big document
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - orjson is a dependency; the json module still works
-    _orjson = None  # type: ignore[assignment]
+#: The orjson module, imported at the first compact document (it takes some 10 ms, more than
+#: a small document's encoding); None when it is not installed.
+_orjson: Any = False
 
 _JSON_COMPACT = json.JSONEncoder(separators=(",", ":"))
 _PRETTY = json.JSONEncoder(indent=2)
@@ -40,6 +39,12 @@ BATCH = 512
 def compact(v: Any) -> str:
     """``json.dumps(v, separators=(",", ":"))``, byte for byte for a value without floats
     (see the module doc)."""
+    global _orjson
+    if _orjson is False:
+        try:  # several times faster than the json module's C encoder on a big document
+            import orjson as _orjson
+        except ImportError:  # pragma: no cover - a dependency; the json module still works
+            _orjson = None
     if _orjson is not None:
         try:
             data = _orjson.dumps(v)

@@ -44,7 +44,8 @@ def test_encodings_equal_json_dumps(unpacked, name):
 
 def test_compact_encoder_writes_what_json_dumps_writes():
     """orjson where it gives json.dumps's bytes, the json module where it would not."""
-    assert jsonout._orjson is not None, "orjson is a dependency: the fast encoder is not in use"
+    jsonout.compact([])
+    assert jsonout._orjson, "orjson is a dependency: the fast encoder is not in use"
     every_ascii = "".join(chr(i) for i in range(128))
     names = ["Intel Corporation", "Realtek Semiconductor Co., Ltd.", "Müller GmbH", "\x1b]0;title\x07", "\x9b2J", "\u2028"]
     docs = [

@@ -206,6 +206,8 @@ def _load_source(spec: str | None, leave_out: frozenset[str] = frozenset()) -> T
 
 def _with_kernel_log(spec: str, t: Topology) -> Topology:
     """Attach the kernel log kept with the source (the firmware's assignment; explorer.sources.dmesg)."""
+    if os.path.isdir(spec) and not os.path.isfile(os.path.join(spec, "dmesg.txt")):
+        return t  # no log kept (most sysfs trees): spare the parser's import
     from ..model.firmware import attach_firmware
     from .dmesg import load_dmesg
 

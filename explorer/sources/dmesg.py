@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import re
-import tarfile
 from pathlib import Path
 
 from ..model import Address
@@ -256,6 +255,8 @@ def read_dmesg(spec: str | None) -> tuple[str, str] | None:
     with open(p, "rb") as fh:
         head = fh.read(512)
     if head[:2] == b"\x1f\x8b" or (len(head) > 262 and head[257:262] == b"ustar"):
+        import tarfile  # a snapshot's log only: a sysfs directory needs none of it
+
         try:
             with tarfile.open(p, mode="r:*") as tf:
                 for ti in tf:

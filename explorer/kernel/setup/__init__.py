@@ -24,19 +24,43 @@ Layer rule: imports :mod:`explorer.model` (and the sibling accounting module) on
 
 from __future__ import annotations
 
-from .fit import fit_hotadd
-from .specs import (
-    HOTPLUG_MODES,
-    BarOutcome,
-    BarSpec,
-    FitResult,
-    KernelParams,
-    NewBridge,
-    normalize_bars,
-    parse_bar_spec,
-    parse_kernel_params,
-)
-from .sriov import SriovFitResult, VfBarPlacement, VfPlan, fit_sriov
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .fit import fit_hotadd
+    from .specs import (
+        HOTPLUG_MODES,
+        BarOutcome,
+        BarSpec,
+        FitResult,
+        KernelParams,
+        NewBridge,
+        normalize_bars,
+        parse_bar_spec,
+        parse_kernel_params,
+    )
+    from .sriov import SriovFitResult, VfBarPlacement, VfPlan, fit_sriov
+
+#: Where each public name lives. The package imports its modules when a name is first used
+#: (PEP 562): a command that reads only ``setup.versions`` (every load does, for the kernel
+#: context) does not pay for the simulator.
+_HOME = {
+    "fit_hotadd": "fit",
+    "SriovFitResult": "sriov", "VfBarPlacement": "sriov", "VfPlan": "sriov", "fit_sriov": "sriov",
+    **{name: "specs" for name in ("HOTPLUG_MODES", "BarOutcome", "BarSpec", "FitResult", "KernelParams",
+                                   "NewBridge", "normalize_bars", "parse_bar_spec", "parse_kernel_params")},
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BarOutcome",
