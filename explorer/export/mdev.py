@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..kernel.ats import pasid
 from ..kernel.siov import siov_status
 from ..model import ABSENT, Address, MdevInstance, MdevParent, MdevType, Topology
 
@@ -65,8 +66,6 @@ def _siov_json(t: Topology, addr: Address) -> dict[str, Any]:
     if t.mdev is None and addr in t.functions:
         # Without mdev facts the verdict follows from the PASID answer alone: one object
         # per answer (VFs of a PF share theirs; the object is read, never changed).
-        from ..kernel.ats import pasid
-
         p = pasid(t, addr)
         cache: dict[tuple[bool | None, str], dict[str, Any]] = t.memo("siov_json", dict)
         got = cache.get((p.supported, p.reason))

@@ -11,6 +11,7 @@ from ..model import names
 from ..model.units import human_size
 from ..model.display import DisplayTree, NodeKey, RootBusKey
 from . import mdev as _mdev
+from . import trust as _trust
 from .envelope import envelope, format_id
 
 JSON_FORMAT = format_id("tree")
@@ -134,39 +135,53 @@ def _names_part(parts: dict | None, fn: Function) -> dict[str, Any]:
         return value
 
 
+#: The windows of a function that is not a bridge (shared: the document's parts are read, never changed).
+_NO_WINDOWS = {"io": None, "mem": None, "pref": None}
+
+
 def device_json(t: Topology, fn: Function, trust_memo: dict | None = None, parts: dict | None = None) -> dict[str, Any]:
     """Every model fact of one function (the keys tree --json promises come first).
 
     ``parts`` (a dict kept for one document) lets equal values share one JSON object."""
-    from .trust import device_trust_json
-
-    br = fn.bridge if present(fn.bridge) else None
+    br = fn.bridge
+    if br is None or br is ABSENT:
+        br = None
+        windows: dict[str, Any] = _NO_WINDOWS if parts is not None else dict(_NO_WINDOWS)
+        bus_range = pref64 = primary = None
+    else:
+        windows = {"io": _window(br.io_window), "mem": _window(br.mem_window), "pref": _window(br.pref_window)}  # type: ignore[union-attr]
+        bus_range = list(br.bus_range) if br.bus_range else None  # type: ignore[union-attr]
+        pref = br.pref_window  # type: ignore[union-attr]
+        pref64 = pref.is_64bit if isinstance(pref, Window) else None
+        primary = br.primary  # type: ignore[union-attr]
     bars = fn.bars or ()
     owner = None
-    if fn.parent is None:
+    parent = fn.parent
+    if parent is None:
         owner_addr = t.vmd_domains.get(fn.address.domain)
         owner = str(owner_addr) if owner_addr else None
-    caps = fn.caps
+    rom = fn.rom
+    driver = fn.driver
+    group = fn.iommu_group
+    override = fn.driver_override
+    vf_bars = fn.vf_bars
+    reset = fn.reset_methods
     return {
-        "bdf": fn.bdf,
-        "parent": str(fn.parent) if fn.parent else None,
+        "bdf": str(fn.address),
+        "parent": str(parent) if parent else None,
         "vendor": _hex(fn.vendor_id, 4),
         "device": _hex(fn.device_id, 4),
         "class": fn.class_hex,
         "type": _value(fn.pcie_type) if fn.pcie_type else None,
-        "driver": fn.driver if present(fn.driver) else None,
-        "iommu_group": fn.iommu_group if present(fn.iommu_group) else None,
-        "bus_range": list(br.bus_range) if br and br.bus_range else None,  # type: ignore[union-attr]
-        "windows": {
-            "io": _window(br.io_window) if br else None,  # type: ignore[union-attr]
-            "mem": _window(br.mem_window) if br else None,  # type: ignore[union-attr]
-            "pref": _window(br.pref_window) if br else None,  # type: ignore[union-attr]
-        },
-        "pref_window_64bit": (br.pref_window.is_64bit if br and isinstance(br.pref_window, Window) else None),  # type: ignore[union-attr]
-        "bars": [bar_json(b) for b in bars if b.assigned],
-        "unassigned_bars": [{"index": b.index, "kind": _value(b.kind), "size": b.size} for b in bars if not b.assigned],
-        "rom": _maybe(bar_json(fn.rom) if isinstance(fn.rom, Bar) else fn.rom),
-        "vf_bars": None if fn.vf_bars is None else [bar_json(b) for b in fn.vf_bars],
+        "driver": None if driver is None or driver is ABSENT else driver,
+        "iommu_group": None if group is None or group is ABSENT else group,
+        "bus_range": bus_range,
+        "windows": windows,
+        "pref_window_64bit": pref64,
+        "bars": [bar_json(b) for b in bars if b.assigned] if bars else [],
+        "unassigned_bars": [{"index": b.index, "kind": _value(b.kind), "size": b.size} for b in bars if not b.assigned] if bars else [],
+        "rom": bar_json(rom) if isinstance(rom, Bar) else (None if rom is None else (False if rom is ABSENT else _plain(rom))),
+        "vf_bars": None if vf_bars is None else [bar_json(b) for b in vf_bars],
         "names": _names_part(parts, fn),
         "subsystem_vendor": _hex(fn.subsystem_vendor_id, 4),
         "subsystem_device": _hex(fn.subsystem_device_id, 4),
@@ -174,22 +189,22 @@ def device_json(t: Topology, fn: Function, trust_memo: dict | None = None, parts
         "header_type": fn.header_type,
         "multifunction": fn.multifunction,
         "config_size": fn.config_size,
-        "primary_bus": br.primary if br else None,  # type: ignore[union-attr]
-        "caps": _same_part(parts, caps, _caps_json),
+        "primary_bus": primary,
+        "caps": _same_part(parts, fn.caps, _caps_json),
         "slot": _same_part(parts, fn.slot, _maybe),
         "link": _same_part(parts, fn.link, _plain),
-        "driver_override": _maybe(fn.driver_override),
+        "driver_override": None if override is None else (False if override is ABSENT else _plain(override)),
         "numa_node": fn.numa_node,
         "physfn": str(fn.physfn) if fn.physfn else None,
         "virtfns": [str(a) for a in fn.virtfns],
         "is_virtfn": fn.is_virtfn,
         "boot_vga": fn.boot_vga,
-        "reset_methods": list(fn.reset_methods) if fn.reset_methods is not None else None,
+        "reset_methods": list(reset) if reset is not None else None,
         "external_facing": fn.external_facing,
         "removable": fn.removable,
         "vmd_domain": _hex(fn.vmd_domain, 4),
         "domain_owner": owner,
-        "trust": device_trust_json(t, fn, trust_memo),
+        "trust": _trust.device_trust_json(t, fn, trust_memo, parts),
         **_mdev.device_keys(t, fn.address),
     }
 

@@ -58,11 +58,24 @@ def _source_of(tr: Trust) -> str:
     return "the kernel (sysfs removable)" if tr.reported else "predicted (arch_pci_dev_is_removable)"
 
 
-def device_trust_json(t: Topology, fn: Function, memo: dict[Address, Trust] | None = None) -> dict[str, Any]:
-    """The trust facts of one function (``trust`` key of tree/show JSON, ``devices`` of trust JSON)."""
+def device_trust_json(t: Topology, fn: Function, memo: dict[Address, Trust] | None = None,
+                      parts: dict | None = None) -> dict[str, Any]:
+    """The trust facts of one function (``trust`` key of tree/show JSON, ``devices`` of trust JSON).
+
+    ``parts`` (a dict kept for one document) lets functions with equal facts share one
+    object, read and never changed: all but the untrusted, whose costs are their own."""
     tr = assess(t, fn.address, memo)
     ef, ef_from = external_facing_fact(t, fn)
-    costs = _costs(t, fn, tr) if tr.untrusted else []
+    if parts is not None and not tr.untrusted:
+        key = ("trust", tr, fn.removable, ef, ef_from)
+        got = parts.get(key)
+        if got is None:
+            got = parts[key] = _trust_json(tr, fn, ef, ef_from, [])
+        return got
+    return _trust_json(tr, fn, ef, ef_from, _costs(t, fn, tr) if tr.untrusted else [])
+
+
+def _trust_json(tr: Trust, fn: Function, ef: bool | None, ef_from: str, costs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "untrusted": tr.untrusted,
         "removable": tr.untrusted if fn.removable is None else fn.removable,

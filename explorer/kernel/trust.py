@@ -44,6 +44,11 @@ class Trust:
     costs: tuple[str, ...] = field(default=())
 
 
+#: The kernel's own answers (sysfs ``removable``), one object each.
+_REMOVABLE = Trust(True, "the kernel marked it removable (untrusted)", reported=True, costs=COSTS)
+_NOT_REMOVABLE = Trust(False, "the kernel did not mark it removable", reported=True)
+
+
 def _root_port(t: Topology, addr: Address) -> Function | None:
     path = t.path_to_root(addr)
     top = t.functions.get(path[-1]) if path else None
@@ -100,11 +105,7 @@ def assess(t: Topology, addr: Address, memo: dict[Address, Trust] | None = None)
         return memo[addr]
     fn = t.functions[addr]
     if fn.removable is not None:
-        tr = (
-            Trust(True, "the kernel marked it removable (untrusted)", reported=True, costs=COSTS)
-            if fn.removable
-            else Trust(False, "the kernel did not mark it removable", reported=True)
-        )
+        tr = _REMOVABLE if fn.removable else _NOT_REMOVABLE
     else:
         tr = _predict(t, fn, memo)
     memo[addr] = tr
