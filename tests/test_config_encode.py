@@ -293,3 +293,17 @@ def test_the_decode_memo_changes_no_fact():
         for f in dc_fields(a):
             assert getattr(a, f.name) == getattr(b, f.name), f.name
     assert shared > 150  # the memo was used, not only filled
+
+
+def test_new_facts_are_the_dataclass_defaults():
+    """The decoder's quick constructor gives what ConfigFacts(length=n) gives, fields in the
+    same order, and lists of its own for each function (the decoder appends to them)."""
+    from explorer.sources.config import ConfigFacts, _new_facts
+
+    a, b = _new_facts(4096), ConfigFacts(length=4096)
+    assert a == b
+    assert list(vars(a)) == list(vars(b))
+    c = _new_facts(256)
+    assert c.length == 256
+    for name in ("bars", "vf_bars", "cap_ids", "ecap_ids", "warnings"):
+        assert getattr(a, name) == [] and getattr(a, name) is not getattr(c, name)

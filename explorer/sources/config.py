@@ -9,7 +9,7 @@ cover stays unknown (None); what they show to be missing is ABSENT.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 from ..model import (
     ABSENT,
@@ -242,7 +242,7 @@ def decode_config(data: bytes, file_size: int | None = None, memo: dict | None =
     never change them.
     """
     r = _Reader(data)
-    f = ConfigFacts(length=len(data))
+    f = _new_facts(len(data))
     if len(data) >= 64 and data[0x0E] & 0x7F == 0:
         _decode_type0(data, f)
     else:
@@ -250,7 +250,7 @@ def decode_config(data: bytes, file_size: int | None = None, memo: dict | None =
     if memo is None:
         _decode_caps(r, f, file_size)
         return f
-    key = (data[0x34:0x35] + data[0x40:], file_size, f.status is None or f.status & 0x10, f.header_type, f.vendor_id == 0x1B36)
+    key = (data[0x40:], data[0x34:0x35], file_size, f.status is None or f.status & 0x10, f.header_type, f.vendor_id == 0x1B36)
     got = memo.get(key)
     if got is None:
         _decode_caps(r, f, file_size)
@@ -262,6 +262,23 @@ def decode_config(data: bytes, file_size: int | None = None, memo: dict | None =
         memo[key] = got
     else:
         f.__dict__.update(got)
+    return f
+
+
+#: ConfigFacts' fields in order with their plain defaults (None where there is none), and the
+#: factories of the rest (its lists), for _new_facts.
+_FACT_DEFAULTS = {f.name: None if f.default is MISSING else f.default for f in fields(ConfigFacts)}
+_FACT_FACTORIES = tuple((f.name, f.default_factory) for f in fields(ConfigFacts) if f.default_factory is not MISSING)
+
+
+def _new_facts(length: int) -> ConfigFacts:
+    """``ConfigFacts(length=length)``, without the dataclass __init__'s thirty assignments."""
+    f = object.__new__(ConfigFacts)
+    d = f.__dict__
+    d.update(_FACT_DEFAULTS)
+    d["length"] = length
+    for name, make in _FACT_FACTORIES:
+        d[name] = make()
     return f
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from ..model import (
     ABSENT,
     Address,
+    AddressError,
     Bar,
     BarKind,
     BridgeInfo,
@@ -348,7 +349,7 @@ class _DevDir:
         if self.fd is None or name not in self.names:
             return None
         try:
-            return posixpath.basename(os.readlink(name, dir_fd=self.fd).rstrip("/"))
+            return os.readlink(name, dir_fd=self.fd).rstrip("/").rpartition("/")[2]  # its basename
         except OSError:
             return None
 
@@ -742,7 +743,11 @@ def _address(shared: dict, name: str) -> Address | None:
     try:
         return shared[name]
     except KeyError:
-        a = shared[name] = _share(shared, Address.parse(name)) if is_address(name) else None
+        try:
+            a = _share(shared, Address.parse(name))
+        except AddressError:
+            a = None
+        shared[name] = a
         return a
 
 
@@ -921,7 +926,7 @@ def _load_from_dir(
     present_files = d.names
     text = d.text
 
-    parent_dir = posixpath.basename(posixpath.dirname(rel))
+    parent_dir = rel.rpartition("/")[0].rpartition("/")[2]  # basename(dirname(rel)): rel is normalized
     parent: Address | None = None
     hb_key: tuple[tuple[int, int], Address | None] | None = None
     parent = _PARENTS.get(parent_dir)
