@@ -18,7 +18,18 @@ JSON_FORMAT = format_id("tree")
 
 
 def _hex(v: int | None, width: int) -> str | None:
-    return None if v is None else f"{v:0{width}x}"
+    if v is None:
+        return None
+    try:  # IDs repeat across a machine's functions: each text is made once
+        return _HEX_TEXT[(v, width)]
+    except KeyError:
+        text = _HEX_TEXT[(v, width)] = f"{v:0{width}x}"
+        if len(_HEX_TEXT) > 65536:
+            _HEX_TEXT.clear()
+        return text
+
+
+_HEX_TEXT: dict[tuple[int, int], str] = {}
 
 
 def _maybe(v: Any) -> Any:
@@ -166,7 +177,7 @@ def device_json(t: Topology, fn: Function, trust_memo: dict | None = None, parts
     override = fn.driver_override
     vf_bars = fn.vf_bars
     reset = fn.reset_methods
-    return {
+    d = {
         "bdf": str(fn.address),
         "parent": str(parent) if parent else None,
         "vendor": _hex(fn.vendor_id, 4),
@@ -205,8 +216,13 @@ def device_json(t: Topology, fn: Function, trust_memo: dict | None = None, parts
         "vmd_domain": _hex(fn.vmd_domain, 4),
         "domain_owner": owner,
         "trust": _trust.device_trust_json(t, fn, trust_memo, parts),
-        **_mdev.device_keys(t, fn.address),
     }
+    if t.mdev is None:  # what _mdev.device_keys gives then, without its dict
+        d["mdev_types"] = d["mdevs"] = None
+        d["siov"] = _mdev.siov_json(t, fn.address)
+    else:
+        d.update(_mdev.device_keys(t, fn.address))
+    return d
 
 
 def host_bridge_json(hb: HostBridge) -> dict[str, Any]:
