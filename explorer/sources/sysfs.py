@@ -23,6 +23,7 @@ import posixpath
 import re
 import stat
 import sys
+from itertools import islice
 from dataclasses import replace
 from pathlib import Path
 
@@ -184,13 +185,20 @@ def _listing(path: str | None, label: str, limit: int = MAX_DIR_ENTRIES) -> list
         it = os.scandir(path)
     except OSError:
         return None
-    names = []
     with it:
-        for e in it:
-            names.append(e.name)
-            if len(names) > limit:
-                raise SourceError(f"more than {limit} entries: not a sysfs tree (refused)", path=label)
+        names = [e.name for e in islice(it, limit + 1)]  # never more than one past the limit
+    if len(names) > limit:
+        raise SourceError(f"more than {limit} entries: not a sysfs tree (refused)", path=label)
     return names
+
+
+def _has_entry(path: str) -> bool:
+    """Whether the directory ``path`` holds anything (reading one entry of it)."""
+    try:
+        with os.scandir(path) as it:
+            return next(it, None) is not None
+    except OSError:
+        return False
 
 
 def has_pci(root: str | Path) -> bool:
@@ -593,7 +601,14 @@ def _load_sysfs(r: "_Root", names: list[str], *, kind: str, location: str | None
     reset_known = _version_at_least(release, (5, 15))
     groups_dir = r.jailed("sys/kernel/iommu_groups")
     groups_exist = groups_dir is not None and os.path.isdir(groups_dir)
-    group_labels = sorted(_listing(groups_dir, r.abs("sys/kernel/iommu_groups")) or []) if groups_exist else []
+    if preview:
+        # A preview reads the types of the groups it shows, by name: it need not list (and
+        # sort) every group of a big machine, only see whether there is any.
+        group_labels: list[str] = []
+        any_group = groups_exist and _has_entry(groups_dir)  # type: ignore[arg-type]
+    else:
+        group_labels = sorted(_listing(groups_dir, r.abs("sys/kernel/iommu_groups")) or []) if groups_exist else []
+        any_group = bool(group_labels)
     slots_dir = r.jailed("sys/bus/pci/slots")
     slots_exist = slots_dir is not None and os.path.isdir(slots_dir)
     slot_names = _read_slots(r) if not preview else {}
@@ -638,7 +653,7 @@ def _load_sysfs(r: "_Root", names: list[str], *, kind: str, location: str | None
     provenance = [("kernel_release", release_file(r.root) or "")] if release else []
     if r.read_text("proc/cmdline") is not None:
         provenance.append(("kernel_cmdline", "proc/cmdline"))
-    if group_labels and "group_types" not in leave_out:
+    if any_group and "group_types" not in leave_out:
         provenance.append(("group_types", "sys/kernel/iommu_groups/*/type"))
     context_kw["provenance"] = tuple(provenance) + context_kw["provenance"]
     if preview:
@@ -648,7 +663,7 @@ def _load_sysfs(r: "_Root", names: list[str], *, kind: str, location: str | None
                      else replace(fn, virtfns=tuple(v for v in fn.virtfns if v in loaded)) for fn in functions]
         # The types of the groups it shows, nothing more.
         shown = {fn.iommu_group for fn in functions if isinstance(fn.iommu_group, str)}
-        group_types = _read_group_types(r, [g for g in group_labels if g in shown])
+        group_types = _read_group_types(r, sorted(shown))
     elif "group_types" in leave_out:
         group_types = []
     else:
@@ -658,7 +673,7 @@ def _load_sysfs(r: "_Root", names: list[str], *, kind: str, location: str | None
         location=location or r.root,
         kernel_release=release,
         kernel_cmdline=r.read_text("proc/cmdline"),
-        iommu_present=(bool(group_labels) if groups_exist else None),
+        iommu_present=(any_group if groups_exist else None),
         group_types=tuple(group_types),
         warnings=tuple(warnings),
         thunderbolt=read_thunderbolt(r) if not preview else None,
