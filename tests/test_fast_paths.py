@@ -190,13 +190,20 @@ def test_indexed_pci_ids_equal_the_full_parse():
     from explorer.model import names
 
     text = (
-        "# comment\n1234  Vendor A\n\t0001  Dev one\n\t\t1234 0009  Sub\n\t0002  Dev two\n"
+        "# comment\n1234  Vendor A\n\t0001  Dev one\n\t\t1234 0009  Sub\n\t\tnothex  Bad\n"
+        "\t\t1234 0009  Sub, the later line\n\t\t1234 000a  Sub two\n\t0002  Dev two\n\t\t1234 0001  Sub of two\n"
         "zzzz  not hex: its lines go to the vendor before\n\t0003  Dev three\n"
         "abcd  Vendor B\n\t00ff  B dev\n1234  Vendor A again\n\t0004  Dev four\n"
         "C 01  Mass storage controller\n\t06  SATA controller\n\t\t01  AHCI 1.0\n"
         "C 02  Network controller\n\t00  Ethernet controller\n"
     )
     _same_db(names.PciIds.parse(text), names.PciIds.parse_indexed(text))
+    # A subsystem asked for before anything of its vendor; the later of two equal lines wins.
+    lazy = names.PciIds.parse_indexed(text)
+    assert lazy.subsystems.get((0x1234, 0x0001, 0x1234, 0x0009)) == "Sub, the later line"
+    assert lazy.subsystems[(0x1234, 0x0002, 0x1234, 0x0001)] == "Sub of two"
+    assert (0x1234, 0x0001, 0x1234, 0x000A) in lazy.subsystems
+    assert dict(lazy.subsystems.items()) == names.PciIds.parse(text).subsystems
     path = names.find_pci_ids()
     if path:
         with open(path, encoding="utf-8", errors="replace") as f:

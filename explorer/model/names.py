@@ -97,15 +97,40 @@ class PciIds:
     classes: dict[tuple[int, ...], str] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str, path: str | None = None) -> "PciIds":
+    def parse(cls, text: str, path: str | None = None, subsystem_lines: dict | None = None) -> "PciIds":
+        """The database in ``text``. With ``subsystem_lines``, the subsystem lines are not
+        parsed but kept there, raw, under the (vendor, device) they belong to
+        (:func:`_parse_subsystem_line` parses them later)."""
         db = cls(path=path)
         vendor = device = None
         cls_base = cls_sub = None
         in_classes = False
         for raw in text.splitlines():
-            if not raw or raw.startswith("#"):
-                continue
             try:
+                if raw[:1] == "\t":  # most lines: a device or a subsystem (tested first)
+                    if in_classes:
+                        if raw.startswith("\t\t") and cls_base is not None and cls_sub is not None:
+                            code, _, name = raw[2:].partition("  ")
+                            db.classes[(cls_base, cls_sub, int(code, 16))] = name.strip()
+                        elif cls_base is not None:
+                            code, _, name = raw[1:].partition("  ")
+                            cls_sub = int(code, 16)
+                            db.classes[(cls_base, cls_sub)] = name.strip()
+                    elif raw[1:2] == "\t":
+                        if vendor is None or device is None:
+                            continue
+                        if subsystem_lines is not None:
+                            subsystem_lines.setdefault((vendor, device), []).append(raw)
+                            continue
+                        key, name = _parse_subsystem_line(vendor, device, raw)
+                        db.subsystems[key] = name
+                    elif vendor is not None:
+                        code, _, name = raw[1:].partition("  ")
+                        device = int(code, 16)
+                        db.devices[(vendor, device)] = name.strip()
+                    continue
+                if not raw or raw[0] == "#":
+                    continue
                 if raw.startswith("C "):
                     in_classes = True
                     code, _, name = raw[2:].partition("  ")
@@ -113,31 +138,10 @@ class PciIds:
                     cls_sub = None
                     db.classes[(cls_base,)] = name.strip()
                     continue
-                if not raw.startswith("\t"):
-                    in_classes = False
-                    code, _, name = raw.partition("  ")
-                    vendor = int(code, 16)
-                    db.vendors[vendor] = name.strip()
-                    continue
-                if in_classes:
-                    if raw.startswith("\t\t") and cls_base is not None and cls_sub is not None:
-                        code, _, name = raw[2:].partition("  ")
-                        db.classes[(cls_base, cls_sub, int(code, 16))] = name.strip()
-                    elif cls_base is not None:
-                        code, _, name = raw[1:].partition("  ")
-                        cls_sub = int(code, 16)
-                        db.classes[(cls_base, cls_sub)] = name.strip()
-                    continue
-                if raw.startswith("\t\t"):
-                    if vendor is None or device is None:
-                        continue
-                    ids, _, name = raw[2:].partition("  ")
-                    sv, sd = ids.split()
-                    db.subsystems[(vendor, device, int(sv, 16), int(sd, 16))] = name.strip()
-                elif vendor is not None:
-                    code, _, name = raw[1:].partition("  ")
-                    device = int(code, 16)
-                    db.devices[(vendor, device)] = name.strip()
+                in_classes = False
+                code, _, name = raw.partition("  ")
+                vendor = int(code, 16)
+                db.vendors[vendor] = name.strip()
             except ValueError:
                 continue  # a malformed line in pci.ids is skipped, never fatal
         return db
@@ -155,7 +159,9 @@ class PciIds:
         ``devices`` or ``subsystems`` parses everything first."""
         db = cls(path=path)
         spans: dict[int, list[tuple[int, int]]] = {}
-        tops = [(m.start(), m.end(), m.group()) for m in _TOP_LINE.finditer(text)]
+        # Each top-level line follows a newline ("\n" before the text stands for its start):
+        # a search for the newline is far quicker than trying "^" at every character.
+        tops = [(m.start(1) - 1, m.end(1) - 1, m.group(1)) for m in _TOP_LINE.finditer("\n" + text)]
         vendor: int | None = None
         in_classes = False
         for i, (_start, end, raw) in enumerate(tops):
@@ -185,7 +191,15 @@ class PciIds:
         self.classes.update(sub.classes)
 
 
-_TOP_LINE = re.compile(r"^[^\t#\n][^\n]*", re.M)
+#: A line that is not indented, a comment or empty (a vendor or class line), after its newline.
+def _parse_subsystem_line(vendor: int, device: int, raw: str) -> tuple[tuple[int, int, int, int], str]:
+    """(key, name) of a subsystem line (two tabs, ``ssvid ssid  name``); ValueError when malformed."""
+    ids, _, name = raw[2:].partition("  ")
+    sv, sd = ids.split()
+    return (vendor, device, int(sv, 16), int(sd, 16)), name.strip()
+
+
+_TOP_LINE = re.compile(r"\n([^\t#\n][^\n]*)")
 
 
 class _LazyTable:
@@ -193,8 +207,11 @@ class _LazyTable:
 
     def __init__(self, db: PciIds, spans: dict[int, list[tuple[int, int]]], text: str) -> None:
         self.db, self.spans, self.text = db, spans, text
+        #: Subsystem lines of the vendors parsed so far, raw, by (vendor, device): parsed
+        #: when a lookup asks for that device (Intel alone has some 4,700).
+        self.pending: dict[tuple[int, int], list[str]] = {}
         self.devices = _VendorDict(self)
-        self.subsystems = _VendorDict(self)
+        self.subsystems = _VendorDict(self, by_device=True)
 
     def ensure(self, vendor: object) -> None:
         spans = self.spans.pop(vendor, None) if self.spans else None  # type: ignore[call-overload]
@@ -202,32 +219,53 @@ class _LazyTable:
             return
         header = f"{vendor:04x}  x\n"
         for a, b in spans:
-            part = PciIds.parse(header + self.text[a:b])
+            part = PciIds.parse(header + self.text[a:b], subsystem_lines=self.pending)
             dict.update(self.devices, part.devices)
-            dict.update(self.subsystems, part.subsystems)
+
+    def ensure_device(self, key: object) -> None:
+        """A subsystem key's vendor, then the subsystem lines of its (vendor, device)."""
+        if not isinstance(key, tuple) or len(key) < 2:
+            return
+        self.ensure(key[0])
+        lines = self.pending.pop(key[:2], None) if self.pending else None  # type: ignore[call-overload]
+        for raw in lines or ():
+            try:
+                k, name = _parse_subsystem_line(key[0], key[1], raw)  # type: ignore[arg-type]
+            except ValueError:
+                continue  # a malformed line in pci.ids is skipped, never fatal
+            dict.__setitem__(self.subsystems, k, name)
 
     def ensure_all(self) -> None:
         for v in list(self.spans):
             self.ensure(v)
+        for vd in list(self.pending):
+            self.ensure_device(vd)
 
 
 class _VendorDict(dict):
     """A dict keyed by tuples whose first item is the vendor, filled per vendor on demand."""
 
-    def __init__(self, table: _LazyTable) -> None:
+    def __init__(self, table: _LazyTable, by_device: bool = False) -> None:
         super().__init__()
         self._table = table
+        self._by_device = by_device
+
+    def _ensure(self, key: object) -> None:
+        if self._by_device:
+            self._table.ensure_device(key)
+        else:
+            self._table.ensure(key[0] if isinstance(key, tuple) and key else None)
 
     def __getitem__(self, key):  # type: ignore[no-untyped-def]
-        self._table.ensure(key[0] if isinstance(key, tuple) and key else None)
+        self._ensure(key)
         return dict.__getitem__(self, key)
 
     def __contains__(self, key: object) -> bool:
-        self._table.ensure(key[0] if isinstance(key, tuple) and key else None)
+        self._ensure(key)
         return dict.__contains__(self, key)
 
     def get(self, key, default=None):  # type: ignore[no-untyped-def]
-        self._table.ensure(key[0] if isinstance(key, tuple) and key else None)
+        self._ensure(key)
         return dict.get(self, key, default)
 
     def _all(self) -> "_VendorDict":
