@@ -52,17 +52,17 @@ def device_keys(t: Topology, addr: Address) -> dict[str, Any]:
     ``[]`` none, ``null`` unknown or a parent whose types the source did not show),
     ``mdevs`` (its active mdevs) and ``siov`` (Scalable IOV verdict and reasons)."""
     if t.mdev is None:
-        return {"mdev_types": None, "mdevs": None, "siov": siov_json(t, addr)}
+        return {"mdev_types": None, "mdevs": None, "siov": _siov_json(t, addr)}
     p = t.mdev.parent(addr)
     types = [] if p is None else (None if p.types is None else [type_json(mt) for mt in p.types])
     return {
         "mdev_types": types,
         "mdevs": [instance_json(i) for i in t.mdev.instances_of(addr)],
-        "siov": siov_json(t, addr),
+        "siov": _siov_json(t, addr),
     }
 
 
-def siov_json(t: Topology, addr: Address) -> dict[str, Any]:
+def _siov_json(t: Topology, addr: Address) -> dict[str, Any]:
     """The ``siov`` key of a device: Scalable IOV verdict and reasons (read it, never change it)."""
     if t.mdev is None and addr in t.functions:
         # Without mdev facts the verdict follows from the PASID answer alone: one object

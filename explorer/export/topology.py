@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields, is_dataclass
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 from ..model import ABSENT, Address, Bar, BarKind, Function, PcieType, HostBridge, Topology, Window, acs_flags_str, present
@@ -17,19 +18,9 @@ from .envelope import envelope, format_id
 JSON_FORMAT = format_id("tree")
 
 
+@lru_cache(maxsize=65536)  # IDs repeat across a machine's functions: each text is made once
 def _hex(v: int | None, width: int) -> str | None:
-    if v is None:
-        return None
-    try:  # IDs repeat across a machine's functions: each text is made once
-        return _HEX_TEXT[(v, width)]
-    except KeyError:
-        text = _HEX_TEXT[(v, width)] = f"{v:0{width}x}"
-        if len(_HEX_TEXT) > 65536:
-            _HEX_TEXT.clear()
-        return text
-
-
-_HEX_TEXT: dict[tuple[int, int], str] = {}
+    return None if v is None else f"{v:0{width}x}"
 
 
 def _maybe(v: Any) -> Any:
@@ -174,24 +165,23 @@ def device_json(t: Topology, fn: Function, trust_memo: dict | None = None, parts
     rom = fn.rom
     driver = fn.driver
     group = fn.iommu_group
-    override = fn.driver_override
     vf_bars = fn.vf_bars
     reset = fn.reset_methods
-    d = {
+    return {
         "bdf": str(fn.address),
         "parent": str(parent) if parent else None,
         "vendor": _hex(fn.vendor_id, 4),
         "device": _hex(fn.device_id, 4),
         "class": fn.class_hex,
         "type": _value(fn.pcie_type) if fn.pcie_type else None,
-        "driver": None if driver is None or driver is ABSENT else driver,
-        "iommu_group": None if group is None or group is ABSENT else group,
+        "driver": driver if present(driver) else None,
+        "iommu_group": group if present(group) else None,
         "bus_range": bus_range,
         "windows": windows,
         "pref_window_64bit": pref64,
         "bars": [bar_json(b) for b in bars if b.assigned] if bars else [],
         "unassigned_bars": [{"index": b.index, "kind": _value(b.kind), "size": b.size} for b in bars if not b.assigned] if bars else [],
-        "rom": bar_json(rom) if isinstance(rom, Bar) else (None if rom is None else (False if rom is ABSENT else _plain(rom))),
+        "rom": _maybe(bar_json(rom) if isinstance(rom, Bar) else rom),
         "vf_bars": None if vf_bars is None else [bar_json(b) for b in vf_bars],
         "names": _names_part(parts, fn),
         "subsystem_vendor": _hex(fn.subsystem_vendor_id, 4),
@@ -204,7 +194,7 @@ def device_json(t: Topology, fn: Function, trust_memo: dict | None = None, parts
         "caps": _same_part(parts, fn.caps, _caps_json),
         "slot": _same_part(parts, fn.slot, _maybe),
         "link": _same_part(parts, fn.link, _plain),
-        "driver_override": None if override is None else (False if override is ABSENT else _plain(override)),
+        "driver_override": _maybe(fn.driver_override),
         "numa_node": fn.numa_node,
         "physfn": str(fn.physfn) if fn.physfn else None,
         "virtfns": [str(a) for a in fn.virtfns],
@@ -216,13 +206,8 @@ def device_json(t: Topology, fn: Function, trust_memo: dict | None = None, parts
         "vmd_domain": _hex(fn.vmd_domain, 4),
         "domain_owner": owner,
         "trust": _trust.device_trust_json(t, fn, trust_memo, parts),
+        **_mdev.device_keys(t, fn.address),
     }
-    if t.mdev is None:  # what _mdev.device_keys gives then, without its dict
-        d["mdev_types"] = d["mdevs"] = None
-        d["siov"] = _mdev.siov_json(t, fn.address)
-    else:
-        d.update(_mdev.device_keys(t, fn.address))
-    return d
 
 
 def host_bridge_json(hb: HostBridge) -> dict[str, Any]:

@@ -362,22 +362,13 @@ class _DevDir:
             return None
 
 
-def _int(text: str | None, base: int = 0) -> int | None:
-    if text is None or text == "":
+def _int(text: str | bytes | None, base: int = 0) -> int | None:
+    """An attribute's number, from its text or straight from its bytes (``int`` skips the
+    whitespace and a ``0x`` the kernel prints); None when missing, empty or not a number."""
+    if not text:
         return None
     try:
         return int(text, base)
-    except ValueError:
-        return None
-
-
-def _int_of(data: bytes | None, base: int) -> int | None:
-    """An attribute's number straight from its bytes (``int`` skips the whitespace and a
-    ``0x`` the kernel prints); None when missing, empty or not a number."""
-    if not data:
-        return None
-    try:
-        return int(data, base)
     except ValueError:
         return None
 
@@ -964,7 +955,7 @@ def _load_from_dir(
     # subsystem IDs sysfs would print are the same registers, so take them from config
     # space when it was readable and spare a file read each.
     cfg_ok = facts is not None and facts.length >= 64
-    class_code = _int_of(d.raw("class"), 16)
+    class_code = _int(d.raw("class"), 16)
     # A VF's own ID registers read 0xffff: the kernel takes them from its PF (iov.c).
     ids_ok = cfg_ok and "physfn" not in present_files and facts.vendor_id not in (None, 0xFFFF)  # type: ignore[union-attr]
     physfn_name = d.link("physfn")
@@ -1136,7 +1127,7 @@ def _load_from_dir(
         removable = text("removable") == "removable"
     else:
         removable = False if removable_known else None
-    numa = _int_of(d.raw("numa_node"), 10) if attributes else None
+    numa = _int(d.raw("numa_node"), 10) if attributes else None
 
     # Subsystem IDs: a normal header holds them at 0x2c; a bridge's come from its SSVID
     # capability (read by the kernel at probe), else sysfs prints what the kernel stored.

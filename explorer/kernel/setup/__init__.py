@@ -62,19 +62,4 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = [
-    "BarOutcome",
-    "BarSpec",
-    "FitResult",
-    "HOTPLUG_MODES",
-    "KernelParams",
-    "NewBridge",
-    "SriovFitResult",
-    "VfBarPlacement",
-    "VfPlan",
-    "fit_hotadd",
-    "fit_sriov",
-    "normalize_bars",
-    "parse_bar_spec",
-    "parse_kernel_params",
-]
+__all__ = sorted(_HOME)
