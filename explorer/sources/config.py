@@ -224,7 +224,8 @@ _CAP_FIELDS = (
     "pcie_type", "pcie_version", "slot_implemented", "slot_hotplug", "slot_surprise", "slot_number",
     "link", "sysfs_link", "caps", "vf_bars", "qemu_reserve", "cap_ids", "ecap_ids", "warnings",
 )
-#: A memo holds at most this many capability regions (4 KiB each) before it starts over.
+#: A memo holds at most this many entries (config spaces and capability regions, 4 KiB
+#: each) before it starts over.
 MEMO_MAX = 2048
 
 
@@ -237,10 +238,31 @@ def decode_config(data: bytes, file_size: int | None = None, memo: dict | None =
     known to be absent; when only a prefix was read they stay unknown.
 
     ``memo`` (a dict the caller keeps for one load) lets functions whose capability
-    regions are byte-for-byte equal, as a PF's VFs are, share one decode of them. The
-    facts' lists (``cap_ids``, ``vf_bars``, ``warnings``...) are then shared too: read them,
-    never change them.
+    regions are byte-for-byte equal share one decode of them, and functions whose whole
+    config spaces are equal (a PF's VFs, most often one after another) share one
+    ConfigFacts. The facts and their lists (``cap_ids``, ``vf_bars``, ``warnings``...) are
+    then shared: read them, never change them.
     """
+    if memo is not None:
+        last = memo.get(_LAST)
+        if last is not None and last[0] == data and last[1] == file_size:
+            return last[2]
+        whole = (data, file_size)
+        f = memo.get(whole)
+        if f is None:
+            if len(memo) >= MEMO_MAX:
+                memo.clear()
+            f = memo[whole] = _decode_config(data, file_size, memo)
+        memo[_LAST] = (data, file_size, f)
+        return f
+    return _decode_config(data, file_size, None)
+
+
+#: decode_config's memo key of the last space decoded (compared before any hashing).
+_LAST = object()
+
+
+def _decode_config(data: bytes, file_size: int | None, memo: dict | None) -> ConfigFacts:
     r = _Reader(data)
     f = _new_facts(len(data))
     if len(data) >= 64 and data[0x0E] & 0x7F == 0:
