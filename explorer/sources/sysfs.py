@@ -102,12 +102,14 @@ MAX_HOPS = 40
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def _read_capped(fd: int, cap: int, label: str, size: int = 0) -> bytes:
+def _read_capped(fd: int, cap: int, label: str, size: int = 0, first: bytes | None = None) -> bytes:
     """Read ``fd`` to its end, linearly; SourceError when it holds more than ``cap`` bytes.
 
     One read when it returns ``size`` bytes or more (a sysfs attribute, a regular file of
-    that size); procfs files (size 0) hand out a page or so a read, so those loop."""
-    first = os.read(fd, cap + 1)
+    that size); procfs files (size 0) hand out a page or so a read, so those loop.
+    ``first``: what a first read of at most ``cap + 1`` bytes already gave."""
+    if first is None:
+        first = os.read(fd, cap + 1)
     if len(first) > cap:
         raise SourceError(f"more than {cap} bytes: not a sysfs or procfs file (refused)", path=label)
     if not first or (size and len(first) >= size):
@@ -348,10 +350,33 @@ class _DevDir:
         return None if data is None else data.decode("utf-8", "replace").strip()
 
     def config(self) -> tuple[bytes, int] | None:
-        """The config space as readable, and the file's full size (st_size)."""
+        """The config space as readable, and the file's full size (st_size); None when it is
+        not a regular file.
+
+        When the space is readable whole (as root, or a snapshot's regular file), one read
+        gives all of it, 256 bytes or more: its size. A user who is not root reads the first
+        64 bytes of a larger space, so for less the size is asked (fstat)."""
         if self.fd is None or "config" not in self.names:
             return None
-        return read_file_sized("config", CONFIG_CAP, dir_fd=self.fd, label=f"{self.path}/config")
+        label = f"{self.path}/config"
+        try:
+            fd = os.open("config", _READ_FLAGS, dir_fd=self.fd)
+        except OSError:
+            return None
+        try:
+            data = os.read(fd, CONFIG_CAP + 1)
+            if 256 <= len(data) <= CONFIG_CAP:
+                return data, len(data)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            if st.st_size > CONFIG_CAP:
+                raise SourceError(f"{st.st_size} bytes, more than {CONFIG_CAP}: not a sysfs file (refused)", path=label)
+            return _read_capped(fd, CONFIG_CAP, label, st.st_size, data), st.st_size
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
 
     def link(self, name: str) -> str | None:
         if self.fd is None or name not in self.names:
