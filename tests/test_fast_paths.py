@@ -240,3 +240,65 @@ def test_long_device_lists_read_in_chunks_equal_the_whole(unpacked, monkeypatch,
     with pytest.raises(PlanFileError) as chunked:
         parse_plan(broken, str(path))
     assert str(chunked.value) == str(plain.value) and f":{bad + 1}:" in str(plain.value)
+
+
+def test_memoized_config_decode_equals_the_plain_decode(unpacked, monkeypatch):
+    """decode_config with a load's memo (whole spaces, the last one, capability regions)
+    gives the facts a fresh decode gives, for every config space of every capture, each
+    decoded twice in a row and again later, with a memo small enough to start over."""
+    from dataclasses import asdict
+
+    from conftest import capture_names
+
+    from explorer.sources import config as cfg
+
+    spaces = []
+    for name in capture_names():
+        for path in sorted(unpacked(name).glob("sys/devices/**/config")):
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                spaces += [(data, path.stat().st_size), (data[:256], 256), (data[:64], None)]
+    assert len(spaces) > 100
+    order = spaces + [s for s in spaces for _ in (0, 1)] + spaces[::-1]
+    for bound in (cfg.MEMO_MAX, 5):
+        monkeypatch.setattr(cfg, "MEMO_MAX", bound)
+        memo: dict = {}
+        for data, size in order:
+            assert asdict(cfg.decode_config(data, size, memo)) == asdict(cfg.decode_config(data, size)), (len(data), size)
+        assert len(memo) <= bound + 1  # the entries and the last space
+
+
+def test_scrub_text_finds_a_control_character_in_any_field(unpacked):
+    """scrub_text looks at each distinct value once before it copies anything: a clean
+    topology comes back as it is, and a control character in any text field of any one
+    function (or its slot or link) is escaped."""
+    from dataclasses import replace
+
+    from explorer.model import present
+    from explorer.model.safe_text import one_line
+    from explorer.sources.consistency import scrub_text
+
+    t = load_source(str(unpacked("switch")))
+    assert scrub_text(t) is t
+    fns = list(t)
+    bad = "x\x1b[31my\x07"
+    slotted = next(f for f in fns if present(f.slot))
+    linked = next(f for f in fns if present(f.link))
+    cases = [(fns[-1], {name: bad}) for name in ("vendor_name", "device_name", "subsystem_name", "class_name",
+                                                  "driver", "driver_override", "iommu_group")]
+    cases += [(fns[0], {"reset_methods": ("flr", bad)}),
+              (slotted, {"slot": replace(slotted.slot, physical_slot=bad)}),
+              (linked, {"link": replace(linked.link, current_speed=bad)}),
+              (linked, {"link": replace(linked.link, max_speed=bad)})]
+    for fn, change in cases:
+        dirty = type(t).build([replace(fn, **change) if f is fn else f for f in fns], t.host_bridges, t.source, t.mdev)
+        clean = scrub_text(dirty).functions[fn.address]
+        (name, value), = change.items()
+        got = getattr(clean, name)
+        if name == "reset_methods":
+            assert got == ("flr", one_line(bad))
+        elif name in ("slot", "link"):
+            assert one_line(bad) in (got.physical_slot if name == "slot" else (got.current_speed, got.max_speed)), name
+        else:
+            assert got == one_line(bad), name
+        assert one_line(bad) != bad

@@ -22,6 +22,8 @@ What the kernel guarantees, and so what is checked:
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import chain
+from operator import attrgetter
 
 from ..model import Address, Topology, present
 from ..model.safe_text import one_line
@@ -107,13 +109,33 @@ def _safe(v: object) -> object:
     return v
 
 
+def _has_raw_text(t: Topology) -> bool:
+    """Whether any function holds text scrub_text would escape: each distinct value checked
+    once (a big machine's functions share their drivers, groups, slots and links)."""
+    fns = t.functions.values()
+    try:
+        strings = set(chain.from_iterable(map(attrgetter(*_FN_TEXT), fns)))
+        strings.update(chain.from_iterable(filter(None, map(attrgetter("reset_methods"), fns))))
+    except TypeError:  # a value that is not hashable: let the full pass look
+        return True
+    if not all(v.isprintable() for v in strings if isinstance(v, str)):
+        return True
+    parts = list(map(attrgetter("slot"), fns)) + list(map(attrgetter("link"), fns))
+    for part in dict(zip(map(id, parts), parts)).values():  # each object once, hashed by identity
+        if present(part) and any(isinstance(v, str) and not v.isprintable()
+                                 for v in (getattr(part, "physical_slot", None), getattr(part, "current_speed", None),
+                                           getattr(part, "max_speed", None))):
+            return True
+    return False
+
+
 def scrub_text(t: Topology) -> Topology:
     """``t`` with control characters in every name, driver, group label and source fact
     escaped visibly (explorer.model.safe_text): no input reaches a terminal raw, in the CLI
     or the app. Only functions holding such text are copied; a clean topology is returned
     as it is."""
     changed = {}
-    for addr, fn in t.functions.items():
+    for addr, fn in (t.functions.items() if _has_raw_text(t) else ()):
         kw = {}
         for name in _FN_TEXT:
             v = getattr(fn, name)
