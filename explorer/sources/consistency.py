@@ -25,7 +25,7 @@ from dataclasses import replace
 from itertools import chain
 from operator import attrgetter
 
-from ..model import Address, Topology, present
+from ..model import ABSENT, Address, Topology, present
 from ..model.safe_text import one_line
 from .errors import SourceError
 
@@ -42,26 +42,26 @@ def check_topology(t: Topology) -> Topology:
     for addr, fn in fns.items():
         parent = fn.parent
         if parent is not None:
-            if parent == addr:
-                raise _fail(t, f"{addr} is its own parent")
             up = fns.get(parent)
+            if up is fn:  # (the functions are keyed by address: parent == addr)
+                raise _fail(t, f"{addr} is its own parent")
             if up is None:
                 raise _fail(t, f"{addr}: its parent {parent} is not in the source")
             if parent.domain != addr.domain:
                 raise _fail(t, f"{addr}: its parent {parent} is in another PCI domain")
             br = up.bridge
-            if br is not None and not present(br):
+            if br is ABSENT:
                 raise _fail(t, f"{addr}: its parent {parent} is not a bridge")
-            if present(br):
+            if br is not None:
                 sec, sub = br.secondary, br.subordinate  # type: ignore[union-attr]
                 if sec is not None and sub is not None and 0 < sec <= sub and not sec <= addr.bus <= sub:
                     raise _fail(t, f"{addr} is on bus {addr.bus:02x}, outside its parent bridge {parent}'s "
                                    f"bus range {sec:02x}-{sub:02x}")
         pf = fn.physfn
         if pf is not None:
-            if pf == addr:
-                raise _fail(t, f"{addr} is its own physfn (PF)")
             pfn = fns.get(pf)
+            if pfn is fn:  # pf == addr
+                raise _fail(t, f"{addr} is its own physfn (PF)")
             if pfn is None:
                 raise _fail(t, f"{addr}: its physfn (PF) {pf} is not in the source")
             if pfn.physfn is not None:
@@ -71,7 +71,7 @@ def check_topology(t: Topology) -> Topology:
             v = fns.get(vf)
             if v is None:
                 raise _fail(t, f"{addr}: its VF {vf} is not in the source")
-            if v.physfn != addr:
+            if v.physfn is None or fns.get(v.physfn) is not fn:  # its physfn is not addr
                 raise _fail(t, f"{addr} lists {vf} as its VF, but {vf}'s physfn is {v.physfn or 'none'}")
     _check_cycles(t)
     return t
@@ -80,8 +80,12 @@ def check_topology(t: Topology) -> Topology:
 def _check_cycles(t: Topology) -> None:
     fns = t.functions
     done: set[Address] = set()
-    for start in fns:
+    for start, fn in fns.items():
         if start in done:
+            continue
+        up = fn.parent
+        if up is None or up in done:  # most functions: the parent's chain is known to end
+            done.add(start)
             continue
         path: list[Address] = []
         on_path: set[Address] = set()
