@@ -172,7 +172,7 @@ def device_json(t: Topology, fn: Function, trust_memo: dict | None = None, parts
         "parent": str(parent) if parent else None,
         "vendor": _hex(fn.vendor_id, 4),
         "device": _hex(fn.device_id, 4),
-        "class": fn.class_hex,
+        "class": _hex(fn.class_code, 6),
         "type": _value(fn.pcie_type) if fn.pcie_type else None,
         "driver": driver if present(driver) else None,
         "iommu_group": group if present(group) else None,

@@ -69,11 +69,10 @@ def pasid(t: Topology, addr: Address) -> Feature:
     # Kept with the topology: a VF asks its PF, and every device below a port walks the
     # same path to the root.
     cache: dict[Address, Feature] = t.memo("pasid", dict)
-    try:
-        return cache[addr]
-    except KeyError:
+    got = cache.get(addr)  # (a miss is the rule the first time round: no KeyError raised for it)
+    if got is None:
         got = cache[addr] = _pasid(t, addr)
-        return got
+    return got
 
 
 def _pasid(t: Topology, addr: Address) -> Feature:

@@ -76,11 +76,10 @@ class Topology:
     def memo(self, name: str, compute: Callable[[], _T]) -> _T:
         """``compute()`` once per topology, kept with it under ``name`` (derived facts that
         layers below the model compute: the kernel context, its text lines)."""
-        key = f"_memo_{name}"
-        try:
-            return self.__dict__[key]
+        try:  # looked up by the name itself (a literal: its hash is kept), no key built per call
+            return self.__dict__["_memos"][name]
         except KeyError:
-            value = self.__dict__[key] = compute()
+            value = self.__dict__.setdefault("_memos", {})[name] = compute()
             return value
 
     # ---- lookups ---------------------------------------------------------------
