@@ -302,3 +302,39 @@ def test_scrub_text_finds_a_control_character_in_any_field(unpacked):
         else:
             assert got == one_line(bad), name
         assert one_line(bad) != bad
+
+
+def test_config_read_whole_gives_the_size_fstat_gives(tmp_path):
+    """A config space read whole (256 bytes or more) is taken at its length without fstat;
+    less asks fstat; what is not a regular file is not config space; too big is refused."""
+    from explorer.sources.errors import SourceError
+    from explorer.sources.sysfs import CONFIG_CAP, _DevDir, read_file_sized
+
+    for size in (64, 128, 255, 256, 300, 4096):
+        dev = tmp_path / f"d{size}"
+        dev.mkdir()
+        (dev / "config").write_bytes(bytes(range(256)) * 16 if size == 4096 else bytes(size))
+        d = _DevDir(str(dev))
+        try:
+            got = d.config()
+            assert got == read_file_sized("config", CONFIG_CAP, dir_fd=d.fd), size
+            assert got is not None and got[1] == size and len(got[0]) == size
+        finally:
+            d.close()
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "config")
+    d = _DevDir(str(fifo))
+    try:
+        assert d.config() is None
+    finally:
+        d.close()
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "config").write_bytes(bytes(CONFIG_CAP + 1))
+    d = _DevDir(str(big))
+    try:
+        with pytest.raises(SourceError, match="more than"):
+            d.config()
+    finally:
+        d.close()
