@@ -350,15 +350,15 @@ class _DevDir:
         return None if data is None else data.decode("utf-8", "replace").strip()
 
     def config(self) -> tuple[bytes, int] | None:
-        """The config space as readable, and the file's full size (st_size); None when it is
-        not a regular file.
+        """The config space as readable, and the file's full size (st_size); None when it
+        cannot be read.
 
         When the space is readable whole (as root, or a snapshot's regular file), one read
         gives all of it, 256 bytes or more: its size. A user who is not root reads the first
-        64 bytes of a larger space, so for less the size is asked (fstat)."""
+        64 bytes of a larger space, so for less the size is asked (fstat), and what is not a
+        regular file is refused, as read_file_sized does."""
         if self.fd is None or "config" not in self.names:
             return None
-        label = f"{self.path}/config"
         try:
             fd = os.open("config", _READ_FLAGS, dir_fd=self.fd)
         except OSError:
@@ -370,6 +370,7 @@ class _DevDir:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 return None
+            label = f"{self.path}/config"
             if st.st_size > CONFIG_CAP:
                 raise SourceError(f"{st.st_size} bytes, more than {CONFIG_CAP}: not a sysfs file (refused)", path=label)
             return _read_capped(fd, CONFIG_CAP, label, st.st_size, data), st.st_size
