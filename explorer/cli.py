@@ -11,11 +11,9 @@ import argparse
 import gc
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Sequence
 
-from . import __version__
+from . import __version__, gcpause
 from .cli_parser import Parser
 from .export.envelope import envelope
 from .fileio import OutputExists, write_atomic, write_many_atomic, write_tree_atomic
@@ -48,25 +46,10 @@ def _load(spec: str | None, leave_out: frozenset[str] = frozenset()) -> Topology
     # The topology is many small immutable objects and no cycles: the cyclic collector is
     # kept off while it is built (it would scan them all as they pile up), and they are then
     # moved out of its reach (freeze), so the command's own allocations never rescan them.
-    with _collector_paused():
+    with gcpause.paused():
         t = load_source(spec, leave_out=leave_out)
         gc.freeze()
     return t
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic collector off for a block that makes many objects and no cycles (a
-    topology, a big document), which refcounting frees: otherwise each full collection
-    rescans those still alive (at 100,000 functions, tree --json's document made three of
-    120-140 ms each, rescanning a context with a group per function)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 #: --pretty: indent JSON even when standard output is not a terminal (None: only on a terminal).
@@ -129,7 +112,7 @@ def cmd_tree(args: argparse.Namespace) -> int:
     # sysfs source need not read them (sources/sysfs.LEAVE_OUT).
     t = _load(args.source, frozenset() if args.json else _TREE_TEXT_LEAVES_OUT)
     if args.json:
-        with _collector_paused():
+        with gcpause.paused():
             _print_json(topology_json(t, stream=True))
     else:
         print(render_tree(t))
@@ -207,7 +190,7 @@ def cmd_groups(args: argparse.Namespace) -> int:
             return 2
         equal = not pred.compare(t.reported_groups)
         if args.json:
-            with _collector_paused():
+            with gcpause.paused():
                 _print_json(groups_json(t, pred, which="predicted", equal=equal, stream=True))
         else:
             print(compare_text(t, pred))
@@ -217,7 +200,7 @@ def cmd_groups(args: argparse.Namespace) -> int:
         raise CliError(f"{t.source.location} reports no IOMMU groups (use --predict)")
     which = "reported" if (args.reported or (has_reported and not args.predict and not what_if)) else "predicted"
     if args.json:
-        with _collector_paused():
+        with gcpause.paused():
             _print_json(groups_json(t, pred, which=which, stream=True))
         return 0
     if t.source.iommu_present is False and which == "predicted" and not (args.predict or what_if):
@@ -263,7 +246,7 @@ def cmd_resources(args: argparse.Namespace) -> int:
         raise CliError(f"--port {port}: no such device in {t.source.location}")
     report = account(t, port)
     if args.json:
-        with _collector_paused():
+        with gcpause.paused():
             _print_json(envelope("resources", t, report_json(report)))
     else:
         print(report_text(report, verbose=args.verbose))

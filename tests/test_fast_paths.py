@@ -338,3 +338,31 @@ def test_config_read_whole_gives_the_size_fstat_gives(tmp_path):
             d.config()
     finally:
         d.close()
+
+
+def test_collector_paused_and_restored_as_it_was():
+    """gcpause.paused() turns the collector off inside, nested or not, and leaves it as it
+    found it, also when the block raises."""
+    import gc
+
+    from explorer import gcpause
+
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        with gcpause.paused():
+            assert not gc.isenabled()
+            with gcpause.paused():
+                assert not gc.isenabled()
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        with pytest.raises(KeyError):
+            with gcpause.paused():
+                raise KeyError("x")
+        assert gc.isenabled()
+        gc.disable()
+        with gcpause.paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()

@@ -27,10 +27,10 @@ worked out, and reported in ``no_group``.
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, NamedTuple
 
+from .. import gcpause
 from ..model import ABSENT, Address, Function, PcieType, Topology, present
 from .acs import MF_ASSUMED, NO_ACS, REQ_ACS_FLAGS, AcsEnvironment, AcsVerdict, acs_verdict
 from .quirks import (
@@ -927,13 +927,8 @@ def predict_groups(
     """
     # The work allocates many small objects and no reference cycles: the cyclic collector's
     # passes over a large topology would cost more than the prediction itself.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gcpause.paused():
         return _predict(topology, assume_acs, acs_override)
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _predict(topology: Topology, assume_acs: Iterable[Address], acs_override: str | None) -> GroupPrediction:

@@ -17,7 +17,6 @@ for the root buses' bus ranges, and mediated devices (``sys/class/mdev_bus``,
 from __future__ import annotations
 
 import errno
-import gc
 import os
 import posixpath
 import re
@@ -27,6 +26,7 @@ from itertools import islice
 from dataclasses import replace
 from pathlib import Path
 
+from .. import gcpause
 from ..model import (
     ABSENT,
     Address,
@@ -633,15 +633,10 @@ def _load_sysfs(r: "_Root", names: list[str], *, kind: str, location: str | None
 
     functions: list[Function] = []
     host_bridges: dict[tuple[int, int], Address | None] = {}
-    # Many small immutable objects and no cycles: the cyclic collector would only rescan them.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
     mdev_dirs: list[str] = []
-    try:
+    # Many small immutable objects and no cycles: the cyclic collector would only rescan them.
+    with gcpause.paused():
         _load_all(r, names, devdir, functions, host_bridges, groups_exist, removable_known, reset_known, slots_exist, slot_names, warnings, mdev_dirs, leave_out)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
     # Host bridges named as directories under sys/devices (also ones with no function yet).
     for name in _listing(r.jailed("sys/devices"), r.abs("sys/devices")) or []:
