@@ -191,7 +191,6 @@ class PciIds:
         self.classes.update(sub.classes)
 
 
-#: A line that is not indented, a comment or empty (a vendor or class line), after its newline.
 def _parse_subsystem_line(vendor: int, device: int, raw: str) -> tuple[tuple[int, int, int, int], str]:
     """(key, name) of a subsystem line (two tabs, ``ssvid ssid  name``); ValueError when malformed."""
     ids, _, name = raw[2:].partition("  ")
@@ -199,6 +198,7 @@ def _parse_subsystem_line(vendor: int, device: int, raw: str) -> tuple[tuple[int
     return (vendor, device, int(sv, 16), int(sd, 16)), name.strip()
 
 
+#: A line that is not indented, a comment or empty (a vendor or class line), after its newline.
 _TOP_LINE = re.compile(r"\n([^\t#\n][^\n]*)")
 
 

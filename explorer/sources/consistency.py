@@ -104,6 +104,8 @@ def _check_cycles(t: Topology) -> None:
 # ---- text from sources ---------------------------------------------------------------------
 
 _FN_TEXT = ("vendor_name", "device_name", "subsystem_name", "class_name", "driver", "driver_override", "iommu_group")
+#: Text fields of a function's parts: (Function field, field of the part).
+_PART_TEXT = (("slot", "physical_slot"), ("link", "current_speed"), ("link", "max_speed"))
 _SOURCE_TEXT = ("location", "description", "kernel_release", "kernel_cmdline")
 
 
@@ -124,12 +126,12 @@ def _has_raw_text(t: Topology) -> bool:
         return True
     if not all(v.isprintable() for v in strings if isinstance(v, str)):
         return True
-    parts = list(map(attrgetter("slot"), fns)) + list(map(attrgetter("link"), fns))
-    for part in dict(zip(map(id, parts), parts)).values():  # each object once, hashed by identity
-        if present(part) and any(isinstance(v, str) and not v.isprintable()
-                                 for v in (getattr(part, "physical_slot", None), getattr(part, "current_speed", None),
-                                           getattr(part, "max_speed", None))):
-            return True
+    for name, field_name in _PART_TEXT:
+        parts = list(map(attrgetter(name), fns))
+        for part in dict(zip(map(id, parts), parts)).values():  # each object once, hashed by identity
+            v = getattr(part, field_name, None) if present(part) else None
+            if isinstance(v, str) and not v.isprintable():
+                return True
     return False
 
 
@@ -147,7 +149,8 @@ def scrub_text(t: Topology) -> Topology:
                 kw[name] = one_line(v)
         if fn.reset_methods and not all(m.isprintable() for m in fn.reset_methods):
             kw["reset_methods"] = tuple(one_line(m) for m in fn.reset_methods)
-        for name, part, field_name in (("slot", fn.slot, "physical_slot"), ("link", fn.link, "current_speed"), ("link", fn.link, "max_speed")):
+        for name, field_name in _PART_TEXT:
+            part = getattr(fn, name)
             v = getattr(part, field_name, None) if present(part) else None
             if isinstance(v, str) and not v.isprintable():
                 part = replace(kw.get(name, part), **{field_name: one_line(v)})  # type: ignore[arg-type]
