@@ -153,9 +153,14 @@ def read_file(path: str, cap: int = ATTR_CAP, *, dir_fd: int | None = None, labe
         os.close(fd)
 
 
-def read_file_sized(path: str, cap: int, *, dir_fd: int | None = None, label: str | None = None) -> tuple[bytes, int] | None:
+def read_file_sized(path: str, cap: int, *, dir_fd: int | None = None, label: str | None = None,
+                    whole_from: int | None = None) -> tuple[bytes, int] | None:
     """:func:`read_file` of a regular file, with its size (st_size); a larger file is refused
-    before it is read; anything but a regular file reads as None (a device is not even opened)."""
+    before it is read; anything but a regular file reads as None (a device is not even opened).
+
+    ``whole_from``: the file is read first, and a read of at least that many bytes (and at
+    most ``cap``) is taken as the whole file, its length as its size, with no fstat; a
+    shorter one is checked and sized as above."""
     if dir_fd is None:
         try:
             if not stat.S_ISREG(os.lstat(path).st_mode):
@@ -167,12 +172,17 @@ def read_file_sized(path: str, cap: int, *, dir_fd: int | None = None, label: st
     except OSError:
         return None
     try:
+        first = None
+        if whole_from is not None:
+            first = os.read(fd, cap + 1)
+            if whole_from <= len(first) <= cap:
+                return first, len(first)
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None
         if st.st_size > cap:
             raise SourceError(f"{st.st_size} bytes, more than {cap}: not a sysfs file (refused)", path=label or path)
-        return _read_capped(fd, cap, label or path, st.st_size), st.st_size
+        return _read_capped(fd, cap, label or path, st.st_size, first), st.st_size
     except OSError:
         return None
     finally:
@@ -359,25 +369,7 @@ class _DevDir:
         regular file is refused, as read_file_sized does."""
         if self.fd is None or "config" not in self.names:
             return None
-        try:
-            fd = os.open("config", _READ_FLAGS, dir_fd=self.fd)
-        except OSError:
-            return None
-        try:
-            data = os.read(fd, CONFIG_CAP + 1)
-            if 256 <= len(data) <= CONFIG_CAP:
-                return data, len(data)
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return None
-            label = f"{self.path}/config"
-            if st.st_size > CONFIG_CAP:
-                raise SourceError(f"{st.st_size} bytes, more than {CONFIG_CAP}: not a sysfs file (refused)", path=label)
-            return _read_capped(fd, CONFIG_CAP, label, st.st_size, data), st.st_size
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
+        return read_file_sized("config", CONFIG_CAP, dir_fd=self.fd, label=f"{self.path}/config", whole_from=256)
 
     def link(self, name: str) -> str | None:
         if self.fd is None or name not in self.names:
